@@ -1,0 +1,247 @@
+"""The face studio: a Gradio app over the ONNX generator (CUDA when there, CPU otherwise).
+
+    python demo/app.py                     # http://127.0.0.1:7860
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python demo/app.py
+    ANIME_GAN_MODEL=my.onnx ANIME_GAN_DEVICE=cpu python demo/app.py
+
+Every tab is also an API endpoint (see README: gradio_client).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from demo.engine import (MAX_SEED, Engine, EngineError, check_psi, check_seed, parse_seeds,  # noqa: E402
+                         save_animation, upscale)
+
+MAX_COUNT = int(os.environ.get("ANIME_GAN_MAX_COUNT", "1000"))
+MAX_GRID, MIN_FRAMES, MAX_FRAMES, MAX_MORPH_SEEDS = 16, 2, 120, 16
+FILE_TTL_S = int(os.environ.get("ANIME_GAN_FILE_TTL", "900"))  # how long made files stay downloadable
+VIEW_SCALE = 8  # 64 px faces shown at 512 px, pixel-crisp
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _int_in(value, name: str, lo: int, hi: int) -> int:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise gr.Error(f"{name} is empty; enter a whole number from {lo} to {hi}")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a whole number, got {str(value)[:40]!r}") from None
+    if f != f or f in (float("inf"), float("-inf")) or f != int(f):
+        raise gr.Error(f"{name} must be a whole number, got {str(value)[:40]!r}")
+    if not lo <= int(f) <= hi:
+        raise gr.Error(f"{name} must be from {lo} to {hi}, got {int(f)}")
+    return int(f)
+
+
+def _seed(value, name: str = "seed") -> int:
+    return _int_in(value, name, 0, MAX_SEED)
+
+
+def _psi(value) -> float:
+    try:
+        return check_psi(value)
+    except EngineError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- files
+
+class WorkDir:
+    """One temporary folder for everything the app makes; files older than the TTL are swept.
+
+    Gradio serves copies from its own cache, which delete_cache empties on the same schedule.
+    """
+
+    def __init__(self, ttl_s: int = FILE_TTL_S):
+        self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-"))
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+
+    def new(self, stem: str, suffix: str) -> Path:
+        self.sweep()
+        return self.path / f"{stem}-{secrets.token_hex(6)}{suffix}"
+
+    def sweep(self) -> int:
+        removed, now = 0, time.time()
+        with self._lock:
+            for p in self.path.iterdir():
+                try:
+                    if now - p.stat().st_mtime > self.ttl_s:
+                        p.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+
+# ----------------------------------------------------------------------------- the app
+
+def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
+    work = WorkDir()
+
+    def face(seed, psi):
+        s, p = _seed(seed), _psi(psi)
+        img = engine.face(s, p)
+        path = work.new(f"seed_{s:010d}", ".png")
+        img.save(path)
+        return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · 64x64 PNG below"
+
+    def random_face(psi):
+        s = secrets.randbelow(MAX_SEED + 1)
+        return (s, *face(s, psi))
+
+    def grid(start, rows, cols, psi):
+        s0 = _seed(start, "start seed")
+        r, c = _int_in(rows, "rows", 1, MAX_GRID), _int_in(cols, "columns", 1, MAX_GRID)
+        p = _psi(psi)
+        if s0 + r * c - 1 > MAX_SEED:
+            raise gr.Error(f"start seed too large: the grid would pass {MAX_SEED}")
+        seeds = list(range(s0, s0 + r * c))
+        faces = engine.faces(seeds, p)
+        from demo.engine import make_grid
+        img = Image.fromarray(make_grid(faces, c))
+        path = work.new(f"grid_{s0}_{r}x{c}", ".png")
+        img.save(path)
+        cells = [(Image.fromarray(f), f"seed {s}") for s, f in zip(seeds, faces)]
+        layout = f"Cell (row i, column j) holds seed **{s0} + {c}·i + j** (from 0): seeds {s0}–{seeds[-1]}."
+        return upscale(img, 2 if max(r, c) > 8 else 4), str(path), cells, layout
+
+    def zip_faces(count, start, psi, progress=gr.Progress()):
+        n = _int_in(count, "count", 1, max_count)
+        s0, p = _seed(start, "start seed"), _psi(psi)
+        if s0 + n - 1 > MAX_SEED:
+            raise gr.Error(f"start seed too large: the seeds would pass {MAX_SEED}")
+        path = work.new(f"faces_{s0}-{s0 + n - 1}", ".zip")
+        progress(0, desc="generating")
+        r = engine.write_zip(range(s0, s0 + n), path, p,
+                             progress=lambda done, total: progress(done / total, desc=f"{done}/{total} faces"))
+        summary = (f"**{r['distinct']} distinct of {r['count']}** faces (seeds {s0}–{s0 + n - 1}) in "
+                   f"{r['seconds']:.2f} s, {r['images_per_s']:.0f} images/s on {r['provider']}.")
+        return str(path), summary
+
+    def morph(seeds_text, frames, fmt, psi):
+        if not isinstance(seeds_text, str):
+            raise gr.Error("seeds must be text such as 3,7,11")
+        try:
+            seeds = parse_seeds(seeds_text, MAX_MORPH_SEEDS)
+        except EngineError as exc:
+            raise gr.Error(str(exc)) from None
+        if len(seeds) < 2:
+            raise gr.Error("a morph needs at least two seeds, e.g. 3,7")
+        n = _int_in(frames, "frames", MIN_FRAMES, MAX_FRAMES)
+        if fmt not in ("gif", "webp"):
+            raise gr.Error("format must be gif or webp")
+        p = _psi(psi)
+        imgs = engine.morph(seeds, n, p)
+        path = save_animation(imgs, work.new("morph_" + "-".join(map(str, seeds)), f".{fmt}"), scale=4)
+        return str(path), str(path), [(im, f"frame {i}") for i, im in enumerate(imgs)]
+
+    def about_md() -> str:
+        c = engine.card()
+        fid = c["fid"]
+        fid_line = (f"**FID {fid['fid']:.2f}** ({fid.get('protocol', '?')}; real images score {fid.get('floor', '?')})"
+                    if fid else "FID: not measured for this file")
+        note = "" if c["provider"] == "CUDA" else f" ({c['provider_note']})"
+        return "\n".join([
+            "### Model card",
+            f"- Recipe: **{c['recipe']}** — {c['description']}",
+            f"- Training: {c['epochs']} epochs, {c['steps']} steps, {c['train_seconds']} s on {c['hardware']}",
+            f"- {fid_line}",
+            f"- Export variant: {c['variant']}; latent z = RandomState(seed).randn({c['z_dim']}) as float32",
+            f"- File: `{c['file']}`, sha256 `{c['sha256']}`",
+            f"- Provider in use: **{c['provider']}**{note}",
+            "" if not c["model_card"] else f"\n{c['model_card']}",
+        ])
+
+    with gr.Blocks(title="Anime face studio", delete_cache=(max(60, FILE_TTL_S // 3), FILE_TTL_S)) as app:
+        gr.Markdown("# Anime face studio\nEvery face comes from a seed: the same seed gives the same face "
+                    f"everywhere (CLI, app, API). Running on **{engine.provider}**.")
+        with gr.Tab("Face"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    seed = gr.Number(value=42, precision=0, label=f"Seed (0 to {MAX_SEED})", elem_id="seed")
+                    psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Truncation psi (1 = off; lower = cleaner, less varied)")
+                    with gr.Row():
+                        go = gr.Button("Generate", variant="primary", elem_id="generate")
+                        rnd = gr.Button("Random seed", elem_id="random")
+                    caption = gr.Markdown()
+                    png = gr.File(label="64x64 PNG")
+                with gr.Column(scale=2):
+                    big = gr.Image(label="Face (shown 8x, pixel-crisp)", type="pil", format="png",
+                                   height=512, elem_id="face")
+            go.click(face, [seed, psi], [big, png, caption], api_name="face", concurrency_id="small",
+                     concurrency_limit=8)
+            rnd.click(random_face, [psi], [seed, big, png, caption], api_name="random_face",
+                      concurrency_id="small", concurrency_limit=8)
+        with gr.Tab("Grid"):
+            with gr.Row():
+                g_start = gr.Number(value=0, precision=0, label="Start seed")
+                g_rows = gr.Slider(1, MAX_GRID, value=8, step=1, label="Rows")
+                g_cols = gr.Slider(1, MAX_GRID, value=8, step=1, label="Columns")
+                g_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
+            g_go = gr.Button("Make grid", variant="primary")
+            g_layout = gr.Markdown()
+            g_img = gr.Image(label="Grid", type="pil", format="png")
+            g_file = gr.File(label="Grid PNG (64 px cells)")
+            g_cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400)
+            g_go.click(grid, [g_start, g_rows, g_cols, g_psi], [g_img, g_file, g_cells, g_layout], api_name="grid",
+                       concurrency_id="small", concurrency_limit=4)
+        with gr.Tab("1,000 faces"):
+            with gr.Row():
+                z_count = gr.Number(value=min(1000, max_count), precision=0, label=f"How many (1 to {max_count})")
+                z_start = gr.Number(value=0, precision=0, label="Start seed")
+                z_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
+            z_go = gr.Button("Make zip", variant="primary")
+            z_info = gr.Markdown()
+            z_file = gr.File(label="faces.zip (PNG per seed + manifest.json)")
+            # One zip at a time: single faces keep their own slots and never wait behind a zip.
+            z_go.click(zip_faces, [z_count, z_start, z_psi], [z_file, z_info], api_name="zip",
+                       concurrency_id="zip", concurrency_limit=1)
+        with gr.Tab("Morph"):
+            with gr.Row():
+                m_seeds = gr.Textbox(value="3,7,11", label="Seeds in order (at least two)")
+                m_frames = gr.Slider(MIN_FRAMES, MAX_FRAMES, value=24, step=1, label="Frames per step")
+                m_fmt = gr.Radio(["gif", "webp"], value="gif", label="Format")
+                m_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
+            m_go = gr.Button("Morph", variant="primary")
+            m_anim = gr.Image(label="Animation", type="filepath")
+            m_file = gr.File(label="Download")
+            m_frames_out = gr.Gallery(label="Frames", columns=12, height=300)
+            m_go.click(morph, [m_seeds, m_frames, m_fmt, m_psi], [m_anim, m_file, m_frames_out], api_name="morph",
+                       concurrency_id="morph", concurrency_limit=2)
+        with gr.Tab("About"):
+            gr.Markdown(about_md())
+        app.queue(max_size=int(os.environ.get("ANIME_GAN_QUEUE", "64")), default_concurrency_limit=4)
+    return app
+
+
+def main() -> int:
+    try:
+        engine = Engine.load(None, os.environ.get("ANIME_GAN_DEVICE", "auto"))
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    note = "" if engine.provider == "CUDA" else f" ({engine.provider_note})"
+    print(f"model {engine.model_path.name} sha256 {engine.sha256[:12]}, z_dim {engine.z_dim}; provider: {engine.provider}{note}",
+          flush=True)
+    app = build_app(engine)
+    app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+               server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), show_error=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

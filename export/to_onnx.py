@@ -1,0 +1,82 @@
+"""Convert Generator.pth to a verified ONNX generator (plus fp16 and int8 variants).
+
+    python export/to_onnx.py                                   # newest run under runs/ -> generator.onnx
+    python export/to_onnx.py --checkpoint runs/best --out demo/models/generator.onnx --fp16 --int8
+
+Nothing is written unless it matches PyTorch within the variant's tolerance on 256 seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from export.onnx_export import (TOLERANCE, VARIANTS, ExportError, fold_batchnorm, to_onnx_fp32,  # noqa: E402
+                                variant_path, write_verified)
+from trainer.checkpoint import CheckpointError  # noqa: E402
+from trainer.generator_io import find_checkpoint, load_generator  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python export/to_onnx.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="Generator.pth or a run folder (default: newest runs/*/Generator.pth)")
+    p.add_argument("--config", help="generator.json (default: beside the checkpoint)")
+    p.add_argument("--out", type=Path, default=Path("generator.onnx"), help="output .onnx (default generator.onnx)")
+    p.add_argument("--fp16", action="store_true", help="also write <out>-fp16.onnx (float16 weights and compute)")
+    p.add_argument("--int8", action="store_true", help="also write <out>-int8.onnx (QDQ int8, last layer float)")
+    p.add_argument("--only", choices=sorted(VARIANTS), help="write only this variant at --out")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-fold", action="store_true", help="keep BatchNorm as separate nodes")
+    p.add_argument("--eval", type=Path, help="evaluation report (eval.json) whose FID goes into the metadata "
+                                             "(default: eval.json beside the checkpoint, when present)")
+    p.add_argument("--model-card", help="free text stored as the model_card metadata entry")
+    p.add_argument("--report", type=Path, help="parity report JSON (default: <out>.parity.json)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    try:
+        if a.out.suffix != ".onnx":
+            raise ExportError(f"--out must end in .onnx: {a.out}")
+        ckpt = find_checkpoint(a.checkpoint)
+        g, card = load_generator(ckpt, a.config)
+        if a.model_card:
+            card["model_card"] = a.model_card
+        eval_path = a.eval or ckpt.parent / "eval.json"
+        fid = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+        model = g if a.no_fold else fold_batchnorm(g)
+        fp32 = to_onnx_fp32(model, g.z_dim, a.opset)
+        variants = [a.only] if a.only else ["fp32"] + (["fp16"] if a.fp16 else []) + (["int8"] if a.int8 else [])
+        results = []
+        for v in variants:
+            out = a.out if a.only else variant_path(a.out, v)
+            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim), v, out, card,
+                                          fid if v == "fp32" else None))
+    except (CheckpointError, ExportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'variant':8} {'provider':6} {'batch':>5} {'max abs diff':>13} {'mean abs diff':>14} {'limit':>7}")
+    for r in results:
+        for row in r.parity:
+            print(f"{r.variant:8} {row['provider']:6} {row['batch']:5d} {row['max_abs']:13.3e} "
+                  f"{row['mean_abs']:14.3e} {TOLERANCE[r.variant]:7.0e}")
+    report = {"checkpoint": str(ckpt), "variants": [
+        {"variant": r.variant, "path": str(r.path), "bytes": r.bytes, "passed": r.passed,
+         "message": r.message, "parity": r.parity} for r in results]}
+    report_path = a.report or a.out.with_suffix(".parity.json")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        print(("wrote " + f"{r.path} ({r.bytes / 1e6:.2f} MB): " if r.passed else "NOT written: ") + r.message)
+    print(f"parity report: {report_path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Load a trained generator from Generator.pth + generator.json (used by export and evaluation)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from trainer.checkpoint import CheckpointError, load_torch
+from trainer.models import Generator, build_generator
+
+
+def find_checkpoint(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
+    """A Generator.pth from a file, a run folder, or (None) the newest run under runs/."""
+    if path is None:
+        found = sorted(Path(runs_dir).glob("*/Generator.pth"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise CheckpointError(f"no --checkpoint given and no {runs_dir}/*/Generator.pth found")
+        return found[-1]
+    path = Path(path)
+    return path / "Generator.pth" if path.is_dir() else path
+
+
+def read_card(checkpoint: Path, card: str | Path | None = None) -> dict:
+    card_path = Path(card) if card else checkpoint.parent / "generator.json"
+    if not card_path.is_file():
+        raise CheckpointError(f"architecture file not found: {card_path} (pass --config)")
+    try:
+        info = json.loads(card_path.read_text())
+        info["arch"]["z_dim"], info["arch"]["g_width"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{card_path} is not a generator.json ({exc})") from None
+    return info
+
+
+def load_generator(checkpoint: str | Path | None, card: str | Path | None = None) -> tuple[Generator, dict]:
+    """(G in eval mode on the CPU, generator.json as a dict); clear CheckpointError on any mismatch."""
+    checkpoint = find_checkpoint(checkpoint)
+    info = read_card(checkpoint, card)
+    state = load_torch(checkpoint)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{checkpoint} is not a generator state_dict")
+    g = build_generator(info["arch"])
+    try:
+        g.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{checkpoint} does not match the architecture in generator.json: {detail}") from None
+    return g.eval(), info
