@@ -172,7 +172,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
         with gr.Tab("Face"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    seed = gr.Number(value=42, precision=0, label=f"Seed (0 to {MAX_SEED})", elem_id="seed")
+                    seed = gr.Number(value=42, label=f"Seed (0 to {MAX_SEED})", elem_id="seed")
                     psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Truncation psi (1 = off; lower = cleaner, less varied)")
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -188,7 +188,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
                       concurrency_id="small", concurrency_limit=8)
         with gr.Tab("Grid"):
             with gr.Row():
-                g_start = gr.Number(value=0, precision=0, label="Start seed")
+                g_start = gr.Number(value=0, label="Start seed")
                 g_rows = gr.Slider(1, MAX_GRID, value=8, step=1, label="Rows")
                 g_cols = gr.Slider(1, MAX_GRID, value=8, step=1, label="Columns")
                 g_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
@@ -196,13 +196,14 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
             g_layout = gr.Markdown()
             g_img = gr.Image(label="Grid", type="pil", format="png")
             g_file = gr.File(label="Grid PNG (64 px cells)")
-            g_cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400)
+            g_cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
+                                 format="png")
             g_go.click(grid, [g_start, g_rows, g_cols, g_psi], [g_img, g_file, g_cells, g_layout], api_name="grid",
                        concurrency_id="small", concurrency_limit=4)
         with gr.Tab("1,000 faces"):
             with gr.Row():
-                z_count = gr.Number(value=min(1000, max_count), precision=0, label=f"How many (1 to {max_count})")
-                z_start = gr.Number(value=0, precision=0, label="Start seed")
+                z_count = gr.Number(value=min(1000, max_count), label=f"How many (1 to {max_count})")
+                z_start = gr.Number(value=0, label="Start seed")
                 z_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
             z_go = gr.Button("Make zip", variant="primary")
             z_info = gr.Markdown()
@@ -219,7 +220,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
             m_go = gr.Button("Morph", variant="primary")
             m_anim = gr.Image(label="Animation", type="filepath")
             m_file = gr.File(label="Download")
-            m_frames_out = gr.Gallery(label="Frames", columns=12, height=300)
+            m_frames_out = gr.Gallery(label="Frames", columns=12, height=300, format="png")
             m_go.click(morph, [m_seeds, m_frames, m_fmt, m_psi], [m_anim, m_file, m_frames_out], api_name="morph",
                        concurrency_id="morph", concurrency_limit=2)
         with gr.Tab("About"):

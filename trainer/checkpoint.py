@@ -49,10 +49,15 @@ def load_torch(path: str | Path) -> Any:
         raise CheckpointError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"file is empty: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch's zip format, or a legacy pickle
+        raise CheckpointError(f"{path} is not a readable PyTorch file (neither a torch zip archive nor a pickle)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = " ".join(str(exc).split())
+        first = text[:200] or type(exc).__name__
+        if "Unsupported global" in text or "GLOBAL" in text or "not an allowed global" in text:
             raise CheckpointError(f"{path} is not a plain weights file (refused by torch.load(weights_only=True): {first})") from None
         raise CheckpointError(f"{path} is not a readable PyTorch file: {first}") from None

@@ -1,0 +1,140 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export import onnx_export as ox
+from export.to_onnx import main
+from trainer.config import RECIPES
+from trainer.latents import latents_for_seeds
+from trainer.models import Generator
+from trainer.train import main as train_main
+
+TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "8", "--log-every", "1", "--quiet"]
+
+
+def trained_generator(seed: int = 0) -> Generator:
+    """A small G with non-trivial BatchNorm statistics, as after training."""
+    torch.manual_seed(seed)
+    g = Generator(16, 8)
+    g.train()
+    with torch.no_grad():
+        for _ in range(5):
+            g(torch.randn(32, 16) * 2)
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return g.eval()
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_each_recipe_exports_with_parity(tmp_path, blobs, recipe):
+    run = tmp_path / recipe
+    assert train_main(["--data", str(blobs), "--recipe", recipe, "--out", str(run), "--max-steps", "1", *TINY]) == 0
+    out = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(run), "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    rows = report["variants"][0]["parity"]
+    assert {r["batch"] for r in rows} == {1, 7, 64}
+    assert max(r["max_abs"] for r in rows) <= 1e-4
+    meta = ox.read_metadata(out)
+    assert meta["recipe"] == recipe and meta["z_dim"] == "100"
+
+
+def test_folded_and_unfolded_graphs_agree():
+    g = trained_generator()
+    folded = ox.fold_batchnorm(g)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.from_numpy(latents_for_seeds(range(32), 16))
+    with torch.no_grad():
+        assert torch.allclose(g(z), folded(z), atol=1e-5)
+    plain = ox.to_onnx_fp32(g, 16)
+    fold = ox.to_onnx_fp32(folded, 16)
+    assert "BatchNormalization" not in [n.op_type for n in fold.graph.node]
+    a = ox.session(plain).run(None, {"z": z.numpy()})[0]
+    b = ox.session(fold).run(None, {"z": z.numpy()})[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert len(fold.graph.node) < len(plain.graph.node)
+
+
+def test_graph_interface(tmp_path):
+    g = trained_generator()
+    m = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    onnx.checker.check_model(m, full_check=True)
+    inp, out = m.graph.input[0], m.graph.output[0]
+    assert inp.name == "z" and [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 16]
+    assert out.name == "image" and [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 3, 64, 64]
+
+
+@pytest.mark.parametrize("variant", ["fp16", "int8"])
+def test_edge_variants_pass_their_gates_and_are_smaller(tmp_path, variant):
+    g = trained_generator()
+    card = {"arch": {"name": "dcgan", "z_dim": 16, "g_width": 8}, "recipe": {"name": "t"}}
+    fp32 = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    base = ox.write_verified(g, fp32, "fp32", tmp_path / "g.onnx", card)
+    res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16), variant, tmp_path / f"g-{variant}.onnx", card)
+    assert res.passed, res.message
+    assert res.bytes < base.bytes * (0.6 if variant == "fp16" else 0.45)
+    assert max(r["max_abs"] for r in res.parity) <= ox.TOLERANCE[variant]
+    assert ox.read_metadata(res.path)["variant"] == variant
+    sess = ox.session(res.path)
+    assert sess.get_inputs()[0].type == "tensor(float)" and sess.get_outputs()[0].type == "tensor(float)"
+
+
+def test_tampered_model_fails_the_gate_and_writes_nothing(tmp_path):
+    g = trained_generator()
+    m = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    w = next(t for t in m.graph.initializer if len(t.dims) == 4)
+    arr = onnx.numpy_helper.to_array(w).copy()
+    arr.flat[:16] += 1.0  # a handful of corrupted weights
+    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+    out = tmp_path / "bad.onnx"
+    res = ox.write_verified(g, m, "fp32", out, {"arch": {"z_dim": 16, "g_width": 8}})
+    assert not res.passed and "missed by" in res.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_round_trips(tmp_path, tiny_run):
+    (tiny_run / "eval.json").write_text(json.dumps({"fid": 12.5, "protocol": "FID-5k", "floor": 3.75}))
+    out = tmp_path / "m.onnx"
+    try:
+        assert main(["--checkpoint", str(tiny_run / "Generator.pth"), "--out", str(out), "--model-card", "hello"]) == 0
+    finally:
+        (tiny_run / "eval.json").unlink()
+    meta = ox.read_metadata(out)
+    card = json.loads((tiny_run / "generator.json").read_text())
+    assert meta["z_dim"] == "100" and meta["output_range"] == "-1,1"
+    assert json.loads(meta["architecture"]) == card["arch"]
+    assert meta["recipe"] == "seed-dcgan" and meta["steps"] == "3" and meta["model_card"] == "hello"
+    assert meta["latent_rule"].startswith("numpy RandomState(seed).randn(z_dim)")
+    assert json.loads(meta["fid"]) == {"fid": 12.5, "protocol": "FID-5k", "floor": 3.75}
+    assert len(json.loads(meta["parity"])) >= 3 and meta["exporter"].startswith("anime-gan export")
+
+
+def test_bad_inputs_exit_non_zero_with_one_line(tmp_path, tiny_run, capsys):
+    out = tmp_path / "x.onnx"
+    assert main(["--checkpoint", str(tmp_path / "missing.pth"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    junk = tmp_path / "junk" / "Generator.pth"
+    junk.parent.mkdir()
+    junk.write_bytes(b"definitely not a checkpoint")
+    (junk.parent / "generator.json").write_text((tiny_run / "generator.json").read_text())
+    assert main(["--checkpoint", str(junk), "--out", str(out)]) == 2
+    assert "not a readable PyTorch file" in capsys.readouterr().err
+    wrong = tmp_path / "wrong" / "Generator.pth"
+    wrong.parent.mkdir()
+    torch.save(Generator(100, 16).state_dict(), wrong)  # width 16 weights, width 8 in generator.json
+    (wrong.parent / "generator.json").write_text((tiny_run / "generator.json").read_text())
+    assert main(["--checkpoint", str(wrong), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the architecture" in err and err.count("\n") == 1
+    nocard = tmp_path / "nocard" / "Generator.pth"
+    nocard.parent.mkdir()
+    nocard.write_bytes((tiny_run / "Generator.pth").read_bytes())
+    assert main(["--checkpoint", str(nocard), "--out", str(out)]) == 2
+    assert "generator.json" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tiny_run), "--out", str(tmp_path / "x.txt")]) == 2
+    assert not out.exists()

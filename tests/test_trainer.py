@@ -1,0 +1,169 @@
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from trainer import losses
+from trainer.config import RECIPES, get_recipe
+from trainer.generator_io import load_generator
+from trainer.models import Discriminator, Generator
+from trainer.train import main
+
+TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--log-every", "1", "--quiet"]
+
+
+def read_losses(run: Path) -> list[dict]:
+    with open(run / "losses.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_each_recipe_trains_and_writes_loadable_outputs(tmp_path, blobs, recipe):
+    out = tmp_path / recipe
+    small = ["--batch-size", "8"] if RECIPES[recipe].n_critic > 1 else []  # 5 critic batches per step
+    assert main(["--data", str(blobs), "--recipe", recipe, "--out", str(out), "--max-steps", "2", *TINY, *small]) == 0
+    rows = read_losses(out)
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g"))
+    state = torch.load(out / "Generator.pth", weights_only=True)
+    g, card = load_generator(out / "Generator.pth")
+    assert set(state) == set(g.state_dict())
+    assert card["arch"] == {"name": "dcgan", "z_dim": 100, "g_width": 8}
+    assert card["recipe"]["name"] == recipe and card["steps"] == 2 and card["dataset"]["images"] == 64
+    assert card["weights"] == ("ema" if RECIPES[recipe].ema_decay else "raw")
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"G", "D", "EMA", "opt_g", "opt_d", "rng_cpu", "epoch", "step"} <= set(ckpt)
+    assert (out / "losses.png").stat().st_size > 0 and len(list((out / "samples").glob("epoch_*.png"))) >= 1
+    with torch.no_grad():
+        img = g(torch.zeros(2, 100))
+    assert img.shape == (2, 3, 64, 64) and img.abs().max() <= 1
+
+
+def test_seed_architecture_matches_the_report():
+    g, d = Generator(100, 128), Discriminator(64, "batch", sigmoid=True)
+    convs = [m for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0], c.padding[0]) for c in convs] == [
+        (100, 1024, 1, 0), (1024, 512, 2, 1), (512, 256, 2, 1), (256, 128, 2, 1), (128, 3, 2, 1)]
+    assert all(c.bias is not None for c in convs)
+    dconvs = [m for m in d.net if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0], c.padding[0]) for c in dconvs] == [
+        (3, 64, 2, 1), (64, 128, 2, 1), (128, 256, 2, 1), (256, 512, 2, 1), (512, 1, 2, 0)]
+    assert isinstance(d.net[-1], torch.nn.Sigmoid)
+    r = get_recipe("seed-dcgan")
+    assert (r.lr_g, r.lr_d, r.beta1, r.beta2, r.batch_size) == (2e-3, 2e-3, 0.5, 0.999, 128)
+    assert r.real_label == (0.7, 1.12) and r.fake_label == (0.0, 0.3)
+
+
+def test_seed_bce_accepts_targets_above_one_and_matches_bce_below():
+    p = torch.tensor([0.2, 0.7, 0.9])
+    assert torch.allclose(losses.seed_bce(p, 0.8), torch.nn.functional.binary_cross_entropy(p, torch.full_like(p, 0.8)))
+    # BCE is linear in the target: the value at 1.12 extrapolates the line through 1.0 and 0.8.
+    l1, l08, l112 = (losses.seed_bce(p, t) for t in (1.0, 0.8, 1.12))
+    assert torch.allclose(l112, l1 + (l1 - l08) * 0.6, atol=1e-6)
+
+
+def test_overrides_reach_the_recipe(tmp_path, blobs):
+    out = tmp_path / "o"
+    assert main(["--data", str(blobs), "--recipe", "wgan", "--out", str(out), "--max-steps", "1", "--lr", "0.001",
+                 "--z-dim", "32", "--n-critic", "2", *TINY]) == 0
+    card = json.loads((out / "generator.json").read_text())
+    assert card["recipe"]["lr_g"] == card["recipe"]["lr_d"] == 0.001
+    assert card["recipe"]["n_critic"] == 2 and card["arch"]["z_dim"] == 32
+
+
+def test_resume_continues_exactly(tmp_path, blobs):
+    common = ["--data", str(blobs), "--recipe", "best", *TINY]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*common, "--out", str(full), "--max-steps", "6"]) == 0
+    assert main([*common, "--out", str(part), "--max-steps", "3"]) == 0
+    assert main(["--resume", str(part), "--max-steps", "6", *TINY[-3:]]) == 0
+    a, b = read_losses(full), read_losses(part)
+    assert [r["step"] for r in b] == [str(i) for i in range(1, 7)]
+    for ra, rb in zip(a, b):
+        for k in ("loss_d", "loss_g", "d_real", "d_fake"):
+            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-5, abs=1e-6), (ra["step"], k)
+    ga, gb = torch.load(full / "Generator.pth", weights_only=True), torch.load(part / "Generator.pth", weights_only=True)
+    assert all(torch.allclose(ga[k].float(), gb[k].float(), atol=1e-6) for k in ga)
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, blobs, capsys):
+    assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r1"), *TINY]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r2"), *TINY]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert main(["--data", str(blobs), "--out", str(tmp_path / "r3"), "--diffaug", "zoom", *TINY]) == 2
+    assert "DiffAugment" in capsys.readouterr().err
+    assert main(["--data", str(blobs), "--out", str(tmp_path / "r4"), "--batch-size", "500",
+                 "--g-width", "8", "--d-width", "8", "--quiet"]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert main(["--data", str(blobs), "--out", str(tmp_path / "r5"), "--recipe", "wgan", *TINY]) == 2
+    assert "shorter than n_critic" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "nothing-here"), *TINY]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_read_only_output_folder_fails_at_start(tmp_path, blobs, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert main(["--data", str(blobs), "--out", str(ro / "run"), "--max-steps", "1", *TINY]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_unwritable_output_path_fails_at_start(tmp_path, blobs, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert main(["--data", str(blobs), "--out", str(blocker / "run"), "--max-steps", "1", *TINY]) == 2
+    assert "cannot write to output folder" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_files(tmp_path, blobs, capsys, monkeypatch):
+    out = tmp_path / "nan"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--max-steps", "2", *TINY]) == 0
+    good_g = (out / "Generator.pth").read_bytes()
+    good_ckpt = (out / "checkpoint.pt").read_bytes()
+    real = losses.g_loss
+    monkeypatch.setattr(losses, "g_loss", lambda kind, fake: real(kind, fake) * float("nan"))
+    assert main(["--resume", str(out), "--max-steps", "4", *TINY[-3:]]) == 2
+    assert "non-finite loss_d, loss_g" in capsys.readouterr().err
+    assert (out / "Generator.pth").read_bytes() == good_g
+    assert (out / "checkpoint.pt").read_bytes() == good_ckpt
+
+
+def test_existing_run_is_not_overwritten(tmp_path, tiny_run, blobs, capsys):
+    assert main(["--data", str(blobs), "--out", str(tiny_run), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_samples_use_the_shared_latent_rule():
+    from demo.engine import latents
+    from trainer.latents import latents_for_seeds
+
+    z = latents_for_seeds([7, 42], 100)
+    np.testing.assert_array_equal(z[1], np.random.RandomState(42).randn(100).astype(np.float32))
+    np.testing.assert_array_equal(z, latents([7, 42], 100))
+
+
+def test_torchrun_two_cpu_processes(tmp_path, blobs):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "trainer.train", "--data", str(blobs), "--recipe", "seed-dcgan", "--out", str(out),
+           "--device", "cpu", "--max-steps", "2", *TINY]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = read_losses(out)
+    assert [int(x["step"]) for x in rows] == [1, 2]
+    card = json.loads((out / "generator.json").read_text())
+    assert card["speed"]["processes"] == 2 and card["speed"]["batch_per_process"] == 8
+    load_generator(out)
