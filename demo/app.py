@@ -66,9 +66,19 @@ class WorkDir:
     """
 
     def __init__(self, ttl_s: int = FILE_TTL_S):
-        self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-"))
+        root = os.environ.get("ANIME_GAN_WORKDIR")
+        if root:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-", dir=root))
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
+        # Sweep in the background too, so files go even when nobody makes new ones.
+        threading.Thread(target=self._sweeper, daemon=True, name="workdir-sweeper").start()
+
+    def _sweeper(self) -> None:
+        while self.path.is_dir():
+            time.sleep(max(1.0, self.ttl_s / 3))
+            self.sweep()
 
     def new(self, stem: str, suffix: str) -> Path:
         self.sweep()
@@ -77,6 +87,8 @@ class WorkDir:
     def sweep(self) -> int:
         removed, now = 0, time.time()
         with self._lock:
+            if not self.path.is_dir():
+                return 0
             for p in self.path.iterdir():
                 try:
                     if now - p.stat().st_mtime > self.ttl_s:
@@ -166,7 +178,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
             "" if not c["model_card"] else f"\n{c['model_card']}",
         ])
 
-    with gr.Blocks(title="Anime face studio", delete_cache=(max(60, FILE_TTL_S // 3), FILE_TTL_S)) as app:
+    with gr.Blocks(title="Anime face studio", delete_cache=(max(2, FILE_TTL_S // 3), FILE_TTL_S)) as app:
         gr.Markdown("# Anime face studio\nEvery face comes from a seed: the same seed gives the same face "
                     f"everywhere (CLI, app, API). Running on **{engine.provider}**.")
         with gr.Tab("Face"):

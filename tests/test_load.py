@@ -1,0 +1,18 @@
+"""The short version of bench/load.py: a few users for a few seconds, zero errors, no files left."""
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def test_short_load_run(tiny_onnx):
+    import load
+
+    r = load.main(["--users", "4", "--seconds", "5", "--ttl", "3", "--zip-count", "200", "--model", str(tiny_onnx)])
+    assert r["errors"] == 0, r["error_samples"]
+    assert r["requests"] >= 8 and r["latency_s"]["face"]["n"] >= 4
+    assert r["temp_files_left"] == 0
+    assert r["rss_mb"]["start"] > 0 and r["rss_mb"]["peak"] >= r["rss_mb"]["start"]
