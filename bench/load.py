@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 MIX = [("face", 0.7), ("grid", 0.1), ("morph", 0.1), ("zip", 0.1)]
 
 
@@ -177,13 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
-    except OSError:
-        pass
-    return "unknown"
+    import torch
+
+    from trainer.train import hardware_name
+    return hardware_name(torch.device("cpu"))
 
 
 if __name__ == "__main__":

@@ -167,3 +167,46 @@ def test_torchrun_two_cpu_processes(tmp_path, blobs):
     card = json.loads((out / "generator.json").read_text())
     assert card["speed"]["processes"] == 2 and card["speed"]["batch_per_process"] == 8
     load_generator(out)
+
+
+def test_ema_warms_up_then_settles_at_its_decay():
+    from trainer.train import ema_with_warmup
+
+    avg = ema_with_warmup(0.999)
+    a, c = torch.zeros(1), torch.ones(1)
+    assert avg(a, c, torch.tensor(1)).item() == pytest.approx(1 - 2 / 11)  # follows G early
+    assert avg(a, c, torch.tensor(10**6)).item() == pytest.approx(0.001)  # then averages slowly
+
+
+def test_diffaugment_keeps_shape_and_gradients():
+    from trainer.diffaug import diff_augment
+
+    x = torch.rand(4, 3, 64, 64, requires_grad=True)
+    y = diff_augment(x, "color,translation,cutout")
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    cut = diff_augment(torch.ones(2, 3, 64, 64), "cutout")
+    assert 0.6 < cut.mean().item() < 0.9  # a 32x32 hole (or what of it lies inside) per image
+
+
+def test_eval_every_keeps_the_best_generator_by_fid(tmp_path, blobs, monkeypatch):
+    monkeypatch.setenv("ANIME_GAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ev"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--epochs", "2", "--eval-every", "1",
+                 "--eval-n", "6", "--eval-ref-n", "12", *TINY]) == 0
+    rows = (out / "fid.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["1", "2"]
+    fids = [float(r.split(",")[2]) for r in rows]
+    best = json.loads((out / "generator-best.json").read_text())
+    assert best["fid"]["fid"] == pytest.approx(min(fids), abs=1e-3)
+    load_generator(out / "Generator-best.pth", out / "generator-best.json")
+
+
+def test_max_minutes_stops_the_run(tmp_path, blobs):
+    out = tmp_path / "mm"
+    assert main(["--data", str(blobs), "--recipe", "seed-dcgan", "--out", str(out), "--max-minutes", "0.0001",
+                 *TINY]) == 0
+    card = json.loads((out / "generator.json").read_text())
+    assert 1 <= card["steps"] <= 2

@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="run folder (default: runs/<recipe>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint.pt")
     p.add_argument("--max-steps", type=int, help="stop after this many generator steps in total")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time in total (all resumes)")
     p.add_argument("--seed", type=int, default=0, help="run seed: init, shuffling, noise (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
@@ -352,6 +353,9 @@ class Trainer:
                                     img_s=f"{row['images_per_s']:.0f}")
                 bar.update(1)
                 if a.max_steps and self.step >= a.max_steps:
+                    stop = True
+                    break
+                if a.max_minutes and self.seconds + time.time() - t_mark >= a.max_minutes * 60:
                     stop = True
                     break
                 if time.time() - last_ckpt > a.checkpoint_minutes * 60:
