@@ -189,7 +189,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
                         rnd = gr.Button("Random seed", elem_id="random")
-                    caption = gr.Markdown()
+                    caption = gr.Markdown(label="caption")
                     png = gr.File(label="64x64 PNG")
                 with gr.Column(scale=2):
                     big = gr.Image(label="Face (shown 8x, pixel-crisp)", type="pil", format="png",
@@ -205,7 +205,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
                 g_cols = gr.Slider(1, MAX_GRID, value=8, step=1, label="Columns")
                 g_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
             g_go = gr.Button("Make grid", variant="primary")
-            g_layout = gr.Markdown()
+            g_layout = gr.Markdown(label="layout")
             g_img = gr.Image(label="Grid", type="pil", format="png")
             g_file = gr.File(label="Grid PNG (64 px cells)")
             g_cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
@@ -218,7 +218,7 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
                 z_start = gr.Number(value=0, label="Start seed")
                 z_psi = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="psi")
             z_go = gr.Button("Make zip", variant="primary")
-            z_info = gr.Markdown()
+            z_info = gr.Markdown(label="summary")
             z_file = gr.File(label="faces.zip (PNG per seed + manifest.json)")
             # One zip at a time: single faces keep their own slots and never wait behind a zip.
             z_go.click(zip_faces, [z_count, z_start, z_psi], [z_file, z_info], api_name="zip",

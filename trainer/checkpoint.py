@@ -22,6 +22,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared run folders unreadable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -90,3 +90,32 @@ def build_generator(arch: dict) -> Generator:
     if arch.get("name", "dcgan") != "dcgan":
         raise ValueError(f"unknown generator architecture {arch.get('name')!r}")
     return Generator(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(g: Generator, batches: int = 32, batch_size: int = 256, first_seed: int = 10**6) -> Generator:
+    """Re-estimate BatchNorm running statistics for G's current weights, in place.
+
+    An EMA of weights does not come with matching BatchNorm statistics (averaging the running
+    means and variances of past generators gives grey images in eval mode), so they are measured
+    again: exact averages over `batches` x `batch_size` latents from fixed seeds. Uses no torch RNG,
+    so a training run's random stream is untouched.
+    """
+    from trainer.latents import latents_for_seeds
+
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        return g
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    was_training = g.training
+    g.train()
+    device = next(g.parameters()).device
+    for b in range(batches):
+        seeds = range(first_seed + b * batch_size, first_seed + (b + 1) * batch_size)
+        g(torch.from_numpy(latents_for_seeds(seeds, g.z_dim)).to(device))
+    for m, momentum in saved:
+        m.momentum = momentum
+    return g.train(was_training)

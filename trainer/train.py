@@ -9,6 +9,7 @@ Reads top to bottom: arguments, set-up, the training step, the loop, the files i
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import logging
@@ -32,7 +33,7 @@ from trainer.config import RECIPES, Recipe, get_recipe
 from trainer.data import DataError, dataset_fingerprint, load_images
 from trainer.diffaug import diff_augment, parse_policy
 from trainer.latents import LATENT_RULE, latents_for_seeds, make_grid, to_uint8
-from trainer.models import Discriminator, Generator, init_weights
+from trainer.models import Discriminator, Generator, init_weights, recalibrate_batchnorm
 
 log = logging.getLogger("trainer")
 SAMPLE_SEEDS = range(64)  # fixed seeds for samples/epoch_NNNN.png, so epochs compare face by face
@@ -392,7 +393,11 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def generator_for_export(self) -> Generator:
-        return self.ema.module if self.ema else self.g
+        """G as it will be shipped: the EMA weights, with BatchNorm statistics measured for them."""
+        if not self.ema:
+            return self.g
+        g = copy.deepcopy(self.ema.module)
+        return recalibrate_batchnorm(g, batches=8 if self.device.type == "cpu" else 32)
 
     def _prepare_loss_log(self) -> None:
         path = self.out / "losses.csv"
@@ -441,14 +446,13 @@ class Trainer:
         save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, self.out / "Generator.pth")
         save_json(self.card(), self.out / "generator.json")
         if samples:
-            self.save_samples(self.out / "samples" / f"epoch_{self.epoch:04d}.png")
+            self.save_samples(self.out / "samples" / f"epoch_{self.epoch:04d}.png", g)
         self.plot_losses()
 
     @torch.no_grad()
-    def save_samples(self, path: Path) -> None:
+    def save_samples(self, path: Path, g: Generator) -> None:
         from PIL import Image
 
-        g = self.generator_for_export()
         was_training = g.training
         g.eval()
         imgs = to_uint8(g(self.sample_z).float().cpu().numpy())
