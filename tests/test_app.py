@@ -102,3 +102,11 @@ def test_invalid_inputs_give_clear_errors_and_the_server_stays_up(served, endpoi
     with pytest.raises(AppError, match=message):
         client.predict(*args, api_name=endpoint)
     assert client.predict(1, 1.0, api_name="/face")[2].startswith("**Seed 1**")
+
+
+def test_about_tab_shows_the_model_card_and_provider(tiny_onnx):
+    engine = Engine.load(tiny_onnx, "cpu")
+    app = build_app(engine)
+    texts = [c.get("props", {}).get("value") for c in app.config["components"]]
+    about = next(t for t in texts if isinstance(t, str) and "Model card" in t)
+    assert engine.sha256 in about and "Provider in use: **CPU**" in about and "Recipe: **test**" in about
