@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorm as separate nodes")
     p.add_argument("--eval", type=Path, help="evaluation report (eval.json) whose FID goes into the metadata "
-                                             "(default: eval.json beside the checkpoint, when present)")
+                                             "(default: eval.json beside the checkpoint, when present); "
+                                             "eval-fp16.json and eval-int8.json beside it serve the variants")
     p.add_argument("--model-card", help="free text stored as the model_card metadata entry")
     p.add_argument("--report", type=Path, help="parity report JSON (default: <out>.parity.json)")
     return p.parse_args(argv)
@@ -48,15 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         if a.model_card:
             card["model_card"] = a.model_card
         eval_path = a.eval or ckpt.parent / "eval.json"
-        fid = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+
+        def fid_of(variant: str) -> dict | None:
+            # eval.json for fp32; eval-fp16.json / eval-int8.json beside it for the variants
+            p = eval_path if variant == "fp32" else eval_path.with_name(f"{eval_path.stem}-{variant}.json")
+            return json.loads(p.read_text()) if p.is_file() else None
         model = g if a.no_fold else fold_batchnorm(g)
         fp32 = to_onnx_fp32(model, g.z_dim, a.opset)
         variants = [a.only] if a.only else ["fp32"] + (["fp16"] if a.fp16 else []) + (["int8"] if a.int8 else [])
         results = []
         for v in variants:
             out = a.out if a.only else variant_path(a.out, v)
-            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim), v, out, card,
-                                          fid if v == "fp32" else None))
+            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim), v, out, card, fid_of(v)))
     except (CheckpointError, ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
