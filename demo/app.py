@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from demo.engine import (MAX_SEED, Engine, EngineError, check_psi, check_seed, parse_seeds,  # noqa: E402
+from demo.engine import (MAX_SEED, Engine, EngineError, check_psi, make_grid, parse_seeds,  # noqa: E402
                          save_animation, upscale)
 
 MAX_COUNT = int(os.environ.get("ANIME_GAN_MAX_COUNT", "1000"))
@@ -123,7 +123,6 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
             raise gr.Error(f"start seed too large: the grid would pass {MAX_SEED}")
         seeds = list(range(s0, s0 + r * c))
         faces = engine.faces(seeds, p)
-        from demo.engine import make_grid
         img = Image.fromarray(make_grid(faces, c))
         path = work.new(f"grid_{s0}_{r}x{c}", ".png")
         img.save(path)

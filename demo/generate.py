@@ -11,6 +11,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,6 @@ def check_out(path: Path, suffixes: tuple[str, ...] | None) -> Path:
             raise EngineError(f"cannot create folder {parent}: {exc.strerror}") from None
     if not parent.is_dir():
         raise EngineError(f"folder does not exist: {parent}")
-    import os
     if not os.access(parent, os.W_OK):
         raise EngineError(f"cannot write to {parent}")
     if suffixes and path.is_dir():

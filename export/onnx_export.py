@@ -113,14 +113,21 @@ class _LatentReader:
 
 
 def to_int8(fp32: onnx.ModelProto, z_dim: int) -> onnx.ModelProto:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     import logging
 
     convs = [n.name for n in fp32.graph.node if n.op_type == "ConvTranspose"]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint meant for CNN classifiers
+    try:
+        return _quantize(fp32, z_dim, convs)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(fp32: onnx.ModelProto, z_dim: int, convs: list[str]) -> onnx.ModelProto:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(fp32, src)
@@ -128,7 +135,6 @@ def to_int8(fp32: onnx.ModelProto, z_dim: int) -> onnx.ModelProto:
         quantize_static(src, dst, _LatentReader(z_dim), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=convs[-1:])
-        root.setLevel(level)
         return onnx.load(dst)
 
 
