@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,9 +132,9 @@ def check_writable(out: Path, need_bytes: int) -> None:
     """Fail at start, not after an hour, when the run folder cannot take the files."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"x")
-        probe.unlink()
+        # A unique probe name: under torchrun every process checks the same folder at once.
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise TrainingError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
     free = shutil.disk_usage(out).free
