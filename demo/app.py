@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -62,7 +63,11 @@ def _psi(value) -> float:
 class WorkDir:
     """One temporary folder for everything the app makes; files older than the TTL are swept.
 
-    Gradio serves copies from its own cache, which delete_cache empties on the same schedule.
+    It also sweeps the copies Gradio serves from its own cache. Gradio's delete_cache does that
+    too, but its scheduled task iterates the live set of cached paths while request threads add
+    to it; under load that raises "Set changed size during iteration" once, the task dies, and
+    the cache then grows for the life of the server. Ages come from a monotonic clock kept in
+    memory, not from file timestamps, which some file systems set from another clock.
     """
 
     def __init__(self, ttl_s: int = FILE_TTL_S):
@@ -71,6 +76,10 @@ class WorkDir:
             Path(root).mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-", dir=root))
         self.ttl_s = ttl_s
+        self._made: dict[Path, float] = {}
+        self._cached: dict[str, tuple[float, float]] = {}  # Gradio copy -> (first seen, its mtime then)
+        self._file_sets: list[set[str]] = []
+        self._keep: Callable[[], set[str]] = set
         self._lock = threading.Lock()
         # Sweep in the background too, so files go even when nobody makes new ones.
         threading.Thread(target=self._sweeper, daemon=True, name="workdir-sweeper").start()
@@ -80,23 +89,54 @@ class WorkDir:
             time.sleep(max(1.0, self.ttl_s / 3))
             self.sweep()
 
+    def adopt(self, file_sets: list[set[str]], keep: Callable[[], set[str]] = set) -> None:
+        """Also sweep the files named in Gradio's per-component cache sets, except those keep() names."""
+        self._file_sets, self._keep = file_sets, keep
+
     def new(self, stem: str, suffix: str) -> Path:
         self.sweep()
-        return self.path / f"{stem}-{secrets.token_hex(6)}{suffix}"
+        path = self.path / f"{stem}-{secrets.token_hex(6)}{suffix}"
+        with self._lock:
+            self._made[path] = time.monotonic()
+        return path
 
     def sweep(self) -> int:
-        removed, now = 0, time.time()
+        removed, now = 0, time.monotonic()
         with self._lock:
-            if not self.path.is_dir():
-                return 0
-            for p in self.path.iterdir():
-                try:
-                    if now - p.stat().st_mtime > self.ttl_s:
-                        p.unlink()
-                        removed += 1
-                except FileNotFoundError:
-                    pass
+            for path in [p for p, t in self._made.items() if now - t > self.ttl_s]:
+                del self._made[path]
+                removed += _unlink(path)
+            removed += self._sweep_cached(now)
         return removed
+
+    def _sweep_cached(self, now: float) -> int:
+        removed, live, keep = 0, set(), self._keep()
+        for file_set in list(self._file_sets):
+            for name in set(file_set) - keep:  # set(...) of a set is one C call: safe while threads add
+                live.add(name)
+                try:
+                    mtime = os.stat(name).st_mtime
+                except OSError:
+                    file_set.discard(name)
+                    continue
+                first, seen_mtime = self._cached.setdefault(name, (now, mtime))
+                if mtime != seen_mtime:  # Gradio touches a copy it hands out again: its life restarts
+                    self._cached[name] = (now, mtime)
+                elif now - first > self.ttl_s:
+                    removed += _unlink(Path(name))
+                    file_set.discard(name)
+                    live.discard(name)
+        for name in set(self._cached) - live:
+            del self._cached[name]
+        return removed
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+        return 1
+    except FileNotFoundError:
+        return 0
 
 
 # ----------------------------------------------------------------------------- the app
@@ -237,6 +277,8 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
         with gr.Tab("About"):
             gr.Markdown(about_md())
         app.queue(max_size=int(os.environ.get("ANIME_GAN_QUEUE", "64")), default_concurrency_limit=4)
+    work.adopt(app.temp_file_sets,
+               lambda: set().union(*(set(getattr(b, "keep_in_cache", ())) for b in list(app.blocks.values()))))
     return app
 
 

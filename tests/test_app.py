@@ -110,3 +110,48 @@ def test_about_tab_shows_the_model_card_and_provider(tiny_onnx):
     texts = [c.get("props", {}).get("value") for c in app.config["components"]]
     about = next(t for t in texts if isinstance(t, str) and "Model card" in t)
     assert engine.sha256 in about and "Provider in use: **CPU**" in about and "Recipe: **test**" in about
+
+
+def test_workdir_keeps_files_for_their_lifetime_then_removes_them(tmp_path, monkeypatch):
+    import time
+
+    from demo.app import WorkDir
+
+    monkeypatch.setenv("ANIME_GAN_WORKDIR", str(tmp_path))
+    work = WorkDir(ttl_s=1)
+    made = work.new("seed_0000000001", ".png")
+    made.write_bytes(b"x")
+    assert made.parent == work.path and made.name.startswith("seed_0000000001-") and made.suffix == ".png"
+    assert work.sweep() == 0 and made.exists()
+    time.sleep(1.3)
+    work.sweep()  # the background sweeper may have been first; either way the file is gone
+    assert not made.exists()
+    assert list(work.path.iterdir()) == []
+
+
+def test_workdir_sweeps_gradio_copies_but_not_kept_or_touched_ones(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from demo.app import WorkDir
+
+    monkeypatch.setenv("ANIME_GAN_WORKDIR", str(tmp_path / "work"))
+    cache = tmp_path / "gradio"
+    cache.mkdir()
+    old, kept, touched = (cache / n for n in ("old.png", "kept.png", "touched.png"))
+    for f in (old, kept, touched):
+        f.write_bytes(b"x")
+    file_set = {str(old), str(kept), str(touched), str(cache / "already-gone.png")}
+    work = WorkDir(ttl_s=1)
+    work.adopt([file_set], lambda: {str(kept)})
+    work.sweep()  # first sight starts each copy's life
+    assert str(cache / "already-gone.png") not in file_set
+    time.sleep(0.7)
+    os.utime(touched, (time.time() + 5, time.time() + 5))  # handed out again: Gradio touches it
+    time.sleep(0.7)
+    work.sweep()
+    assert not old.exists() and str(old) not in file_set
+    assert kept.exists() and touched.exists()
+    time.sleep(1.2)
+    work.sweep()
+    assert not touched.exists() and kept.exists() and file_set == {str(kept)}

@@ -14,5 +14,5 @@ def test_short_load_run(tiny_onnx):
     r = load.main(["--users", "4", "--seconds", "5", "--ttl", "3", "--zip-count", "200", "--model", str(tiny_onnx)])
     assert r["errors"] == 0, r["error_samples"]
     assert r["requests"] >= 8 and r["latency_s"]["face"]["n"] >= 4
-    assert r["temp_files_left"] == 0
+    assert r["temp_files_left"] == 0, r["files_left_sample"]
     assert r["rss_mb"]["start"] > 0 and r["rss_mb"]["peak"] >= r["rss_mb"]["start"]
