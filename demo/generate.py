@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from demo.engine import (Engine, EngineError, check_psi, distinct, parse_seeds, png_bytes,  # noqa: E402
+from demo.engine import (Engine, EngineError, check_psi, distinct, parse_seeds, png_batch,  # noqa: E402
                          save_animation, seed_filename, upscale)
 
 MAX_CLI_SEEDS = 1_000_000
@@ -146,8 +146,8 @@ def run(a: argparse.Namespace) -> int:
             img = engine.face(seeds[0], psi)
             (upscale(img, a.upscale) if a.upscale > 1 else img).save(out)
         else:
-            for s, img in zip(seeds, images):
-                (out / seed_filename(s)).write_bytes(png_bytes(img))
+            for s, data in zip(seeds, png_batch(images)):
+                (out / seed_filename(s)).write_bytes(data)
         count, n_distinct, seconds = len(images), distinct(images), time.perf_counter() - t0
     bar.close()
     print(f"{count} faces, {n_distinct} distinct of {count}, {count / max(seconds, 1e-9):.0f} images/s "

@@ -79,6 +79,30 @@ def test_zip_of_1000_distinct_faces_with_manifest(eng, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["faces.zip"]  # no temporary file left
 
 
+@pytest.mark.parametrize("shape", [(3, 64, 64, 3), (1, 5, 7, 3), (2, 130, 66, 3)])
+def test_png_batch_decodes_to_the_same_pixels(shape):
+    import io
+
+    rng = np.random.RandomState(sum(shape))
+    imgs = rng.randint(0, 256, shape).astype(np.uint8)
+    imgs[0, :, : shape[2] // 2] = 255  # flat areas and wrap-around differences (255 above 0)
+    imgs[0, 1::2, : shape[2] // 2] = 0
+    files = E.png_batch(imgs)
+    assert len(files) == shape[0]
+    for data, img in zip(files, imgs):
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (shape[2], shape[1]))
+            assert np.array_equal(np.asarray(im), img)
+
+
+def test_png_batch_refuses_what_it_cannot_encode():
+    with pytest.raises(E.EngineError, match="uint8 images"):
+        E.png_batch(np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(E.EngineError, match=r"\[8, 8, 3\]"):
+        E.png_batch(np.zeros((8, 8, 3), np.uint8))
+
+
 def test_grid_and_morph_shapes(eng, tmp_path):
     g = eng.grid(range(12), cols=4, pad=2)
     assert g.size == (4 * 66 + 2, 3 * 66 + 2)
