@@ -54,6 +54,31 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, blobs):
     torch.load(out / "Generator.pth", weights_only=True)
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_everything_and_resume_goes_on(tmp_path, blobs, sig, code):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "trainer.train", "--data", str(blobs), "--recipe", "best", "--out", str(out),
+           *TINY, "--max-steps", "100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "losses.csv").exists() or len((out / "losses.csv").read_text().splitlines()) < 4:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-1500:]
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-1500:]
+    step = load_torch(out / "checkpoint.pt")["step"]
+    assert step >= 3 and f"at step {step}: checkpoint and Generator.pth saved" in stdout
+    assert f"--resume {out}" in stdout
+    assert int((out / "losses.csv").read_text().splitlines()[-1].split(",")[0]) == step
+    assert set(torch.load(out / "Generator.pth", weights_only=True)) and (out / "generator.json").exists()
+    r = subprocess.run(train_cmd("--resume", str(out), "--max-steps", str(step + 2)), cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert load_torch(out / "checkpoint.pt")["step"] == step + 2
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, (f"touch {os.environ['EVIL_MARKER']}",))

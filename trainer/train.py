@@ -9,6 +9,7 @@ Reads top to bottom: arguments, set-up, the training step, the loop, the files i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -17,10 +18,13 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -220,6 +224,7 @@ class Trainer:
         self.sample_z = torch.from_numpy(latents_for_seeds(SAMPLE_SEEDS, recipe.z_dim)).to(self.device)
         self.epoch, self.batch, self.step, self.seconds = 0, 0, 0, 0.0
         self.best_fid = math.inf
+        self.interrupted: str | None = None  # set by a signal handler: stop after this step, save, exit
         self.history: list[dict] = []
 
     def _pick_device(self, want: str) -> torch.device:
@@ -357,6 +362,9 @@ class Trainer:
                 if a.max_steps and self.step >= a.max_steps:
                     stop = True
                     break
+                if self.interrupted:
+                    stop = True
+                    break
                 if a.max_minutes and self.seconds + time.time() - t_mark >= a.max_minutes * 60:
                     stop = True
                     break
@@ -381,7 +389,10 @@ class Trainer:
                 self.evaluate_and_keep_best()
             self.save_outputs(samples=epoch_done or stop)
             last_ckpt = time.time()
-        if self.is_main:
+        if self.is_main and self.interrupted:
+            log.info("%s at step %d: checkpoint and Generator.pth saved; continue with: python -m trainer.train "
+                     "--resume %s", self.interrupted, self.step, self.out)
+        elif self.is_main:
             log.info("done: %d steps, %d epochs, %.0f s; outputs in %s", self.step, self.epoch, self.seconds, self.out)
 
     def _check_finite(self, sums: dict) -> None:
@@ -543,14 +554,41 @@ def main(argv: list[str] | None = None) -> int:
         if state is not None:
             trainer.load_state_dict(state)
             log.info("resumed %s at epoch %d, step %d", out, trainer.epoch, trainer.step)
-        trainer.run()
-        return 0
+        with stop_on_signals(trainer, enabled=not distributed):
+            trainer.run()
+        return {"interrupted (SIGINT)": 130, "interrupted (SIGTERM)": 143}.get(trainer.interrupted or "", 0)
     except (TrainingError, DataError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         if distributed:
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer, enabled: bool = True) -> Iterator[None]:
+    """Ctrl-C or SIGTERM finishes the current step, saves everything and exits (130 / 143).
+
+    A second Ctrl-C stops at once (the last periodic checkpoint still holds). Under torchrun the
+    processes could stop at different steps and hang in an all-reduce, so there the defaults stay
+    and the periodic checkpoints are what --resume uses.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.interrupted and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.interrupted = f"interrupted ({signal.Signals(signum).name})"
+        log.info("%s: stopping after this step (Ctrl-C again to stop at once)", trainer.interrupted)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _checkpoint_bytes(r: Recipe) -> int:
