@@ -1,6 +1,7 @@
 """Load test of the app on loopback: many gradio_client users for a fixed time.
 
     python bench/load.py                         # 32 users, 60 s, shipped model, CPU
+    python bench/load.py --rounds 3              # three rounds on one server: does memory settle?
     python bench/load.py --users 4 --seconds 5   # the short version the tests run
 
 Starts demo/app.py on 127.0.0.1 (a free port), drives it with a mix of single faces (most),
@@ -76,42 +77,112 @@ def describe_files(*dirs: Path) -> list[str]:
     return out
 
 
+class Load:
+    """Drives one running app with `users` gradio_client users; collects latencies and errors."""
+
+    def __init__(self, url: str, zip_count: int):
+        self.url, self.zip_count = url, zip_count
+        self.lat: dict[str, list[float]] = {k: [] for k, _ in MIX}
+        self.face_during_zip: list[float] = []
+        self.errors: list[str] = []
+        self._zips_running = 0
+        self._lock = threading.Lock()
+
+    def run(self, users: int, seconds: float, seed: int) -> None:
+        end = time.time() + seconds
+        threads = [threading.Thread(target=self._user, args=(seed * 1000 + i, end)) for i in range(users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _user(self, seed: int, end: float) -> None:
+        from gradio_client import Client
+
+        rng = random.Random(seed)
+        client = Client(self.url, verbose=False)
+        while time.time() < end:
+            kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
+            s = rng.randrange(0, 2**32 - self.zip_count)
+            with self._lock:
+                zip_live = self._zips_running > 0
+                self._zips_running += kind == "zip"
+            t0 = time.perf_counter()
+            try:
+                if kind == "face":
+                    client.predict(s, 1.0, api_name="/face")
+                elif kind == "grid":
+                    client.predict(s, 4, 4, 1.0, api_name="/grid")
+                elif kind == "morph":
+                    client.predict(f"{s},{s + 1}", 8, "gif", 1.0, api_name="/morph")
+                else:
+                    client.predict(self.zip_count, s, 1.0, api_name="/zip")
+                dt = time.perf_counter() - t0
+                with self._lock:
+                    self.lat[kind].append(dt)
+                    if kind == "face" and zip_live:
+                        self.face_during_zip.append(dt)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                with self._lock:
+                    self.errors.append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
+            finally:
+                with self._lock:
+                    self._zips_running -= kind == "zip"
+
+    def summary(self) -> dict:
+        return {
+            "requests": sum(len(v) for v in self.lat.values()) + len(self.errors),
+            "errors": len(self.errors), "error_samples": self.errors[:5],
+            "latency_s": {k: {"n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99)}
+                          for k, v in self.lat.items()},
+            "face_p95_during_zip_s": percentile(self.face_during_zip, 95), "face_n_during_zip": len(self.face_during_zip),
+        }
+
+
+def start_app(tmp: Path, ttl: int, users: int, model: str | None) -> tuple[subprocess.Popen, str, Path]:
+    """demo/app.py on a free loopback port with its files under tmp; returns (process, url, file folder)."""
+    cache = tmp / "gradio"  # the app keeps its own files inside Gradio's cache folder too
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "ANIME_GAN_FILE_TTL": str(ttl), "GRADIO_TEMP_DIR": str(cache),
+           "ANIME_GAN_DEVICE": "cpu", "ANIME_GAN_QUEUE": str(max(64, 4 * users)), "GRADIO_ANALYTICS_ENABLED": "False"}
+    if model:
+        env["ANIME_GAN_MODEL"] = str(Path(model).resolve())
+    log = open(tmp / "server.log", "w")  # a file, not a pipe nobody reads: a full pipe would stall the server
+    server = subprocess.Popen([sys.executable, str(ROOT / "demo" / "app.py")], env=env, cwd=tmp,
+                              stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"app exited: {(tmp / 'server.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}/", cache
+        except OSError:
+            if time.time() > deadline:
+                server.kill()
+                raise SystemExit("app did not start within 120 s")
+            time.sleep(0.3)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=32)
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seconds", type=float, default=60.0, help="length of one round (default 60)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds on the same server, each followed by clean-up; memory after each settles is "
+                        "reported, so growth from round to round shows a leak (default 1)")
     p.add_argument("--model", help="ONNX generator (default: the shipped one)")
     p.add_argument("--zip-count", type=int, default=1000, help="faces per zip request (default 1000)")
     p.add_argument("--ttl", type=int, default=20, help="file lifetime given to the app, seconds (default 20)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if not (1 <= a.users <= 256 and 0 < a.seconds <= 600):
-        p.error("users must be 1..256 and seconds 0..600")
-    from gradio_client import Client
+    if not (1 <= a.users <= 256 and 0 < a.seconds <= 600 and 1 <= a.rounds <= 20):
+        p.error("users must be 1..256, seconds 0..600 and rounds 1..20")
 
     tmp = Path(tempfile.mkdtemp(prefix="anime-gan-load-"))
-    work, cache = tmp / "work", tmp / "gradio"
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "ANIME_GAN_FILE_TTL": str(a.ttl), "ANIME_GAN_WORKDIR": str(work), "GRADIO_TEMP_DIR": str(cache),
-           "ANIME_GAN_DEVICE": "cpu", "ANIME_GAN_QUEUE": str(max(64, 4 * a.users)), "GRADIO_ANALYTICS_ENABLED": "False"}
-    if a.model:
-        env["ANIME_GAN_MODEL"] = str(Path(a.model).resolve())
-    server = subprocess.Popen([sys.executable, str(ROOT / "demo" / "app.py")], env=env, cwd=tmp,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    server, url, cache = start_app(tmp, a.ttl, a.users, a.model)
     try:
-        deadline = time.time() + 120
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"app exited: {server.stdout.read()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise SystemExit("app did not start within 120 s")
-                time.sleep(0.3)
         time.sleep(1.0)
         mem = {"start": rss_mb(server.pid), "peak": 0.0}
         stop = threading.Event()
@@ -122,70 +193,25 @@ def main(argv: list[str] | None = None) -> dict:
                 time.sleep(0.25)
         threading.Thread(target=watch, daemon=True).start()
 
-        lat: dict[str, list[float]] = {k: [] for k, _ in MIX}
-        face_during_zip: list[float] = []
-        errors: list[str] = []
-        zips_running = [0]
-        lock = threading.Lock()
-        end = time.time() + a.seconds
-
-        def user(i: int) -> None:
-            rng = random.Random(a.seed * 1000 + i)
-            client = Client(url, verbose=False)
-            while time.time() < end:
-                kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
-                seed = rng.randrange(0, 2**32 - a.zip_count)
-                with lock:
-                    zip_live = zips_running[0] > 0
-                    if kind == "zip":
-                        zips_running[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    if kind == "face":
-                        client.predict(seed, 1.0, api_name="/face")
-                    elif kind == "grid":
-                        client.predict(seed, 4, 4, 1.0, api_name="/grid")
-                    elif kind == "morph":
-                        client.predict(f"{seed},{seed + 1}", 8, "gif", 1.0, api_name="/morph")
-                    else:
-                        client.predict(a.zip_count, seed, 1.0, api_name="/zip")
-                    dt = time.perf_counter() - t0
-                    with lock:
-                        lat[kind].append(dt)
-                        if kind == "face" and zip_live:
-                            face_during_zip.append(dt)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                    with lock:
-                        errors.append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
-                finally:
-                    if kind == "zip":
-                        with lock:
-                            zips_running[0] -= 1
-
-        threads = [threading.Thread(target=user, args=(i,)) for i in range(a.users)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        # Files must go within the lifetime plus a sweep interval; poll well beyond that so a slow
-        # or clock-skewed machine reports how long clean-up really took instead of failing at once.
-        t_idle = time.time()
+        load = Load(url, a.zip_count)
         expected = a.ttl + max(2, a.ttl // 3)
-        while count_files(work, cache) and time.time() < t_idle + expected + 60:
-            time.sleep(0.5)
-        cleanup_s = round(time.time() - t_idle, 1)
+        settled, cleanup = [], []
+        for r in range(a.rounds):
+            load.run(a.users, a.seconds, a.seed + r)
+            # Files must go within the lifetime plus a sweep interval; poll well beyond that so a slow
+            # or clock-skewed machine reports how long clean-up really took instead of failing at once.
+            t_idle = time.time()
+            while count_files(cache) and time.time() < t_idle + expected + 60:
+                time.sleep(0.5)
+            cleanup.append(round(time.time() - t_idle, 1))
+            settled.append(rss_mb(server.pid))
         stop.set()
-        mem_end = rss_mb(server.pid)
-        files_left = count_files(work, cache)
         result = {
-            "users": a.users, "seconds": a.seconds, "requests": sum(len(v) for v in lat.values()) + len(errors),
-            "errors": len(errors), "error_samples": errors[:5],
-            "latency_s": {k: {"n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99)}
-                          for k, v in lat.items()},
-            "face_p95_during_zip_s": percentile(face_during_zip, 95), "face_n_during_zip": len(face_during_zip),
-            "rss_mb": {"start": mem["start"], "peak": mem["peak"], "end": mem_end},
-            "temp_files_left": files_left, "cleanup_s": cleanup_s, "cleanup_expected_s": expected,
-            "files_left_sample": describe_files(work, cache)[:5], "cpu": _cpu_name(),
+            "users": a.users, "seconds": a.seconds, "rounds": a.rounds, **load.summary(),
+            "rss_mb": {"start": mem["start"], "peak": mem["peak"], "end": settled[-1], "after_each_round": settled,
+                       "growth_after_first_round": round(settled[-1] - settled[0], 1)},
+            "temp_files_left": count_files(cache), "cleanup_s": max(cleanup), "cleanup_expected_s": expected,
+            "files_left_sample": describe_files(cache)[:5], "cpu": _cpu_name(),
         }
     finally:
         server.terminate()

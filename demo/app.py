@@ -28,6 +28,7 @@ from demo.engine import (MAX_SEED, Engine, EngineError, check_psi, make_grid, pa
 MAX_COUNT = int(os.environ.get("ANIME_GAN_MAX_COUNT", "1000"))
 MAX_GRID, MIN_FRAMES, MAX_FRAMES, MAX_MORPH_SEEDS = 16, 2, 120, 16
 FILE_TTL_S = int(os.environ.get("ANIME_GAN_FILE_TTL", "900"))  # how long made files stay downloadable
+SESSIONS = int(os.environ.get("ANIME_GAN_SESSIONS", "256"))  # sessions whose Gradio state is kept in memory
 VIEW_SCALE = 8  # 64 px faces shown at 512 px, pixel-crisp
 
 
@@ -61,7 +62,7 @@ def _psi(value) -> float:
 # ----------------------------------------------------------------------------- files
 
 class WorkDir:
-    """One temporary folder for everything the app makes; files older than the TTL are swept.
+    """One temporary folder for the files the app makes; files older than the TTL are swept.
 
     It also sweeps the copies Gradio serves from its own cache. Gradio's delete_cache does that
     too, but its scheduled task iterates the live set of cached paths while request threads add
@@ -71,9 +72,10 @@ class WorkDir:
     """
 
     def __init__(self, ttl_s: int = FILE_TTL_S):
-        root = os.environ.get("ANIME_GAN_WORKDIR")
-        if root:
-            Path(root).mkdir(parents=True, exist_ok=True)
+        # Inside Gradio's own cache folder by default: one folder for everything, and Gradio serves
+        # files from there as they are instead of copying each zip and animation once more.
+        root = os.environ.get("ANIME_GAN_WORKDIR") or gr.utils.get_upload_folder()
+        Path(root).mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-", dir=root))
         self.ttl_s = ttl_s
         self._made: dict[Path, float] = {}
@@ -282,7 +284,25 @@ def build_app(engine: Engine, max_count: int = MAX_COUNT) -> gr.Blocks:
     return app
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas, as MALLOC_ARENA_MAX=2 would, unless the user set that variable.
+
+    glibc gives each of Gradio's worker threads its own arena, and image buffers freed in one are
+    not reused by another: measured with bench/load.py, the server's memory climbed round after
+    round by default and stayed nearly flat with two arenas. No-op outside glibc.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").mallopt(-8, arenas) == 1  # -8 = M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def main() -> int:
+    limit_malloc_arenas()  # before Gradio starts its threads
     try:
         engine = Engine.load(None, os.environ.get("ANIME_GAN_DEVICE", "auto"))
     except EngineError as exc:
@@ -292,8 +312,12 @@ def main() -> int:
     print(f"model {engine.model_path.name} sha256 {engine.sha256[:12]}, z_dim {engine.z_dim}; provider: {engine.provider}{note}",
           flush=True)
     app = build_app(engine)
+    # Gradio keeps a copy of the page's configuration for each of the last state_session_capacity
+    # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
+    # The app keeps no per-session state, so a few hundred recent sessions are plenty.
     app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-               server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), show_error=True)
+               server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), show_error=True,
+               state_session_capacity=SESSIONS)
     return 0
 
 
