@@ -155,3 +155,14 @@ def test_workdir_sweeps_gradio_copies_but_not_kept_or_touched_ones(tmp_path, mon
     time.sleep(1.2)
     work.sweep()
     assert not touched.exists() and kept.exists() and file_set == {str(kept)}
+
+
+def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
+    import sys
+
+    from demo.app import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (sys.platform.startswith("linux"))
