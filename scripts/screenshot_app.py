@@ -1,0 +1,42 @@
+"""Screenshot of the app with the shipped model for the README (needs Debian's chromium + playwright).
+
+    python scripts/screenshot_app.py            # -> docs/app.png, seed 42 in the Face tab
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from load import start_app  # noqa: E402
+
+
+def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    server, url, _ = start_app(Path(tempfile.mkdtemp(prefix="anime-gan-shot-")), ttl=60, users=1, model=None)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(url, wait_until="networkidle")
+            page.fill("#seed input", str(seed))
+            page.click("#generate")
+            page.wait_for_function(f"() => document.querySelector('#face img') && "
+                                   f"document.body.innerText.includes('Seed {seed}')", timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
