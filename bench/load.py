@@ -60,20 +60,19 @@ def percentile(xs: list[float], q: float) -> float | None:
     return round(xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))], 3)
 
 
-def count_files(*dirs: Path) -> int:
-    return sum(1 for d in dirs if d.is_dir() for p in d.rglob("*") if p.is_file())
+def files_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
 
 
-def describe_files(*dirs: Path) -> list[str]:
+def describe_files(folder: Path) -> list[str]:
     """Left-over files with their age by mtime and ctime, to tell a missed sweep from a skewed clock."""
     now, out = time.time(), []
-    for d in dirs:
-        for f in (f for f in d.rglob("*") if f.is_file()) if d.is_dir() else ():
-            try:
-                st = f.stat()
-            except OSError:
-                continue
-            out.append(f"{f.relative_to(d.parent)} mtime {now - st.st_mtime:.1f}s ctime {now - st.st_ctime:.1f}s ago")
+    for f in files_in(folder):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append(f"{f.relative_to(folder.parent)} mtime {now - st.st_mtime:.1f}s ctime {now - st.st_ctime:.1f}s ago")
     return out
 
 
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             # Files must go within the lifetime plus a sweep interval; poll well beyond that so a slow
             # or clock-skewed machine reports how long clean-up really took instead of failing at once.
             t_idle = time.time()
-            while count_files(cache) and time.time() < t_idle + expected + 60:
+            while files_in(cache) and time.time() < t_idle + expected + 60:
                 time.sleep(0.5)
             cleanup.append(round(time.time() - t_idle, 1))
             settled.append(rss_mb(server.pid))
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             "users": a.users, "seconds": a.seconds, "rounds": a.rounds, **load.summary(),
             "rss_mb": {"start": mem["start"], "peak": mem["peak"], "end": settled[-1], "after_each_round": settled,
                        "growth_after_first_round": round(settled[-1] - settled[0], 1)},
-            "temp_files_left": count_files(cache), "cleanup_s": max(cleanup), "cleanup_expected_s": expected,
+            "temp_files_left": len(files_in(cache)), "cleanup_s": max(cleanup), "cleanup_expected_s": expected,
             "files_left_sample": describe_files(cache)[:5], "cpu": _cpu_name(),
         }
     finally:

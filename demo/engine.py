@@ -281,17 +281,16 @@ class Engine:
         os.close(fd)
         try:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-                pending: list = []
+                pending = None  # (seeds, future PNGs) of the batch being encoded
                 z = latents(seeds, self.z_dim, psi)
                 start = 0
                 for imgs in self.batches(z, batch_size, progress):
                     batch_seeds = seeds[start:start + len(imgs)]
                     start += len(imgs)
-                    for s, img in zip(batch_seeds, imgs):
-                        digests.add(hashlib.sha1(img.tobytes()).digest())
+                    digests.update(hashlib.sha1(img.tobytes()).digest() for img in imgs)
                     encoded = self._pool.submit(png_batch, imgs)  # encodes while the next batch generates
                     self._flush(zf, pending)
-                    pending = [(batch_seeds, encoded)]
+                    pending = (batch_seeds, encoded)
                 self._flush(zf, pending)
                 manifest = self.manifest(seeds, psi)
                 zf.writestr("manifest.json", json.dumps(manifest, indent=2))
@@ -304,8 +303,9 @@ class Engine:
                 "images_per_s": len(seeds) / max(seconds, 1e-9), "provider": self.provider}
 
     @staticmethod
-    def _flush(zf: zipfile.ZipFile, pending: list) -> None:
-        for seeds, encoded in pending:
+    def _flush(zf: zipfile.ZipFile, pending: tuple | None) -> None:
+        if pending:
+            seeds, encoded = pending
             for seed, data in zip(seeds, encoded.result()):
                 zf.writestr(seed_filename(seed), data)
 

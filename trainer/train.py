@@ -224,7 +224,7 @@ class Trainer:
         self.sample_z = torch.from_numpy(latents_for_seeds(SAMPLE_SEEDS, recipe.z_dim)).to(self.device)
         self.epoch, self.batch, self.step, self.seconds = 0, 0, 0, 0.0
         self.best_fid = math.inf
-        self.interrupted: str | None = None  # set by a signal handler: stop after this step, save, exit
+        self.interrupted: int | None = None  # signal number, set by a handler: stop after this step, save, exit
         self.history: list[dict] = []
 
     def _pick_device(self, want: str) -> torch.device:
@@ -359,10 +359,7 @@ class Trainer:
                     bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}",
                                     img_s=f"{row['images_per_s']:.0f}")
                 bar.update(1)
-                if a.max_steps and self.step >= a.max_steps:
-                    stop = True
-                    break
-                if self.interrupted:
+                if (a.max_steps and self.step >= a.max_steps) or self.interrupted:
                     stop = True
                     break
                 if a.max_minutes and self.seconds + time.time() - t_mark >= a.max_minutes * 60:
@@ -390,8 +387,8 @@ class Trainer:
             self.save_outputs(samples=epoch_done or stop)
             last_ckpt = time.time()
         if self.is_main and self.interrupted:
-            log.info("%s at step %d: checkpoint and Generator.pth saved; continue with: python -m trainer.train "
-                     "--resume %s", self.interrupted, self.step, self.out)
+            log.info("interrupted (%s) at step %d: checkpoint and Generator.pth saved; continue with: "
+                     "python -m trainer.train --resume %s", signal.Signals(self.interrupted).name, self.step, self.out)
         elif self.is_main:
             log.info("done: %d steps, %d epochs, %.0f s; outputs in %s", self.step, self.epoch, self.seconds, self.out)
 
@@ -556,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("resumed %s at epoch %d, step %d", out, trainer.epoch, trainer.step)
         with stop_on_signals(trainer, enabled=not distributed):
             trainer.run()
-        return {"interrupted (SIGINT)": 130, "interrupted (SIGTERM)": 143}.get(trainer.interrupted or "", 0)
+        return 128 + trainer.interrupted if trainer.interrupted else 0  # the shell's code for death by that signal
     except (TrainingError, DataError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -580,8 +577,9 @@ def stop_on_signals(trainer: Trainer, enabled: bool = True) -> Iterator[None]:
     def handler(signum, frame):
         if trainer.interrupted and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        trainer.interrupted = f"interrupted ({signal.Signals(signum).name})"
-        log.info("%s: stopping after this step (Ctrl-C again to stop at once)", trainer.interrupted)
+        trainer.interrupted = signum
+        log.info("interrupted (%s): stopping after this step (Ctrl-C again to stop at once)",
+                 signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
