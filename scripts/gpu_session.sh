@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU (issue 8): time the step, then train the shipped recipe, the seed
-# recipe and WGAN-GP side by side for the same wall time, and bring back what is needed to export and
-# evaluate here (Generator.pth, generator.json, losses, samples; never the data).
+# recipe, the seed architecture with the usual DCGAN settings (lr 2e-4, real labels capped at 1; known
+# FID-5k 53.49 after 98 epochs) and WGAN-GP side by side for the same wall time, and bring back what
+# is needed to export and evaluate here (Generator.pth, generator.json, losses, samples; never the data).
 #
 # Here, first:  mkdir -p data && cp ../shared/data/anime-faces-64-compact.zip data/ && echo data/ >> .git/info/exclude
 # Then:         run(command="bash scripts/gpu_session.sh", carry=["data"], timeout_s=560)
@@ -18,6 +19,8 @@ python3 bench/train_speed.py --device cuda --recipe best --steps 30 $BEST_ARGS |
 common=(--data "$DATA" --device cuda --max-minutes "$MINUTES" --quiet --log-every 20 --checkpoint-minutes 2)
 python3 -m trainer.train "${common[@]}" --recipe best --epochs 100000 --out runs/best $BEST_ARGS > "$OUT/best.log" 2>&1 &
 python3 -m trainer.train "${common[@]}" --recipe seed-dcgan --epochs 100 --out runs/seed-dcgan > "$OUT/seed-dcgan.log" 2>&1 &
+python3 -m trainer.train "${common[@]}" --recipe seed-dcgan --epochs 100 --lr 2e-4 --real-label 0.7,1.0 \
+  --out runs/seed-dcgan-lr2e-4 > "$OUT/seed-dcgan-lr2e-4.log" 2>&1 &
 python3 -m trainer.train "${common[@]}" --recipe wgan-gp --epochs 100000 --out runs/wgan-gp > "$OUT/wgan-gp.log" 2>&1 &
 wait
 # Generators and their cards (small), losses and the last sample grid per run; checkpoints stay behind.
