@@ -7,7 +7,7 @@
 # Here, first:  mkdir -p data && cp ../shared/data/anime-faces-64-compact.zip data/ && echo data/ >> .git/info/exclude
 # Then:         run(command="bash scripts/gpu_session.sh", carry=["data"], timeout_s=560)
 # Tune with:    MINUTES=7 BEST_ARGS="--g-width 128 --batch-size 256 --lr-g 2e-4" bash scripts/gpu_session.sh
-# Afterwards, here: python export/to_onnx.py --checkpoint runs/best ... and python -m trainer.evaluate ...
+# Afterwards, here: unpack runs.tgz, then bash scripts/ship_model.sh runs/<run> (export, parity, FID-5k).
 set -euo pipefail
 MINUTES=${MINUTES:-7}
 DATA=${DATA:-data/anime-faces-64-compact.zip}

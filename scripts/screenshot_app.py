@@ -19,7 +19,8 @@ def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    server, url, _ = start_app(Path(tempfile.mkdtemp(prefix="anime-gan-shot-")), ttl=60, users=1, model=None)
+    tmp = tempfile.TemporaryDirectory(prefix="anime-gan-shot-")  # the app's work files and log
+    server, url, _ = start_app(Path(tmp.name), ttl=60, users=1, model=None)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
@@ -35,6 +36,7 @@ def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        tmp.cleanup()
     print(f"wrote {out}")
 
 
