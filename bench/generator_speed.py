@@ -2,8 +2,9 @@
 onnxruntime (fp32, fp16, int8) at batch 1, 64 and 1,000, file sizes, and the 1,000-face zip
 against the bare onnxruntime time for the same latents.
 
-    python bench/generator_speed.py                          # random G of the shipped width
+    python bench/generator_speed.py                          # a random DCGAN G of width 64
     python bench/generator_speed.py --checkpoint runs/best   # a trained run
+    python bench/generator_speed.py --arch resnet --g-width 32 --z-dim 128   # the resnet recipe's G
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from demo.engine import Engine, latents  # noqa: E402
+from core.seeds import latents  # noqa: E402
+from core.system import cpu_name  # noqa: E402
+from demo.engine import Engine  # noqa: E402
 from export import onnx_export as ox  # noqa: E402
 from trainer.generator_io import load_generator  # noqa: E402
-from trainer.models import Generator  # noqa: E402
-from trainer.train import hardware_name  # noqa: E402
+from trainer.networks import build_generator, fold_batchnorm  # noqa: E402
 
 
 def rate(fn, batch: int, min_seconds: float = 1.0) -> float:
@@ -39,21 +40,24 @@ def rate(fn, batch: int, min_seconds: float = 1.0) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="Generator.pth or run folder (default: a random G)")
+    p.add_argument("--arch", default="dcgan", choices=["dcgan", "resnet"], help="architecture of the random G")
     p.add_argument("--g-width", type=int, default=64, help="width of the random G (default 64)")
+    p.add_argument("--z-dim", type=int, default=100, help="z_dim of the random G (default 100)")
     p.add_argument("--seconds", type=float, default=1.0, help="minimum timing per cell")
     a = p.parse_args()
     if a.checkpoint:
         g, card = load_generator(a.checkpoint)
     else:
         torch.manual_seed(0)
-        g = Generator(100, a.g_width).eval()
-        card = {"arch": {"name": "dcgan", "z_dim": 100, "g_width": a.g_width}, "recipe": {"name": "random"}}
+        g = build_generator({"name": a.arch, "z_dim": a.z_dim, "g_width": a.g_width}).eval()
+        card = {"arch": g.arch(), "recipe": {"name": "random"}}
     z_dim = g.z_dim
     zs = {b: latents(range(b), z_dim) for b in (1, 64, 1000)}
-    print(f"machine: {hardware_name(torch.device('cpu'))}; torch {torch.__version__} threads {torch.get_num_threads()}; "
-          f"G width {card['arch']['g_width']}")
+    n = sum(p.numel() for p in g.parameters())
+    print(f"machine: {cpu_name()}; torch {torch.__version__} threads {torch.get_num_threads()}; "
+          f"G {card['arch']['name']} width {card['arch']['g_width']}, {n / 1e6:.2f} M parameters")
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = ox.to_onnx_fp32(ox.fold_batchnorm(g), z_dim)
+        fp32 = ox.to_onnx_fp32(fold_batchnorm(g), z_dim)
         paths = {}
         for v in ("fp32", "fp16", "int8"):
             res = ox.write_verified(g, ox.VARIANTS[v](fp32, z_dim), v, Path(tmp) / f"g-{v}.onnx", card)

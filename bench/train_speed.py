@@ -1,58 +1,123 @@
-"""Training images/second for a recipe on this device (random pixels: the step's cost does not
-depend on content).
+"""Training images/second for recipes and speed settings on this device (random pixels: a step's
+cost does not depend on content), and proof that the step loop does not wait for the device.
 
-    python bench/train_speed.py --recipe seed-dcgan --steps 20
-    python bench/train_speed.py --recipe best --device cuda --batch-size 512 --bf16 --channels-last
+    python bench/train_speed.py --recipes seed-dcgan,best --steps 4
+    python bench/train_speed.py --device cuda --recipes best,resnet,r3 --settings tf32 bf16 bf16+cl bf16+compile
+    python bench/train_speed.py --recipes best --batch-size 512 --lr-g 2e-4   # any recipe override
+
+For each recipe and setting: images/s, ms per generator step, and two counts per step: values our
+code reads back from tensors (.item(), float(), bool(), .tolist(), ...; expected 0), and on CUDA the
+synchronisations torch itself reports (torch.cuda.set_sync_debug_mode; expected 0).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from trainer.train import Trainer, hardware_name, parse_args, recipe_from_args  # noqa: E402
+from trainer.options import parse_args, recipe_from_args  # noqa: E402
+from trainer.run_files import device_name  # noqa: E402
+from trainer.train import Trainer, epoch_permutation  # noqa: E402
+
+READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
+SETTINGS = {"fp32": [], "tf32": [], "bf16": ["--bf16"], "cl": ["--channels-last"], "compile": ["--compile"]}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=20, help="timed generator steps (after 3 warm-up steps)")
-    p.add_argument("--images", type=int, default=4096, help="size of the random in-memory data set")
-    a, rest = p.parse_known_args()
-    args = parse_args(["--data", "unused", "--quiet", *rest])
+@contextlib.contextmanager
+def count_host_reads(roots: tuple[Path, ...] = (ROOT / "trainer", ROOT / "core")) -> Iterator[list[str]]:
+    """Record every tensor -> host read made by code under `roots` (not by torch itself)."""
+    reads: list[str] = []
+    originals = {n: getattr(torch.Tensor, n) for n in READS}
+    prefixes = tuple(str(r) for r in roots)
+
+    def patch(name, original):
+        def counted(self, *args, **kwargs):
+            caller = sys._getframe(1)
+            if caller.f_code.co_filename.startswith(prefixes):
+                reads.append(f"{name} at {Path(caller.f_code.co_filename).name}:{caller.f_lineno}")
+            return original(self, *args, **kwargs)
+        return counted
+
+    for name, original in originals.items():
+        setattr(torch.Tensor, name, patch(name, original))
+    try:
+        yield reads
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device: str, images: np.ndarray) -> dict:
+    flags = [f for part in setting.split("+") for f in SETTINGS[part]] + (["--no-tf32"] if setting == "fp32" else [])
+    args = parse_args(["--data", "unused", "--quiet", "--recipe", recipe_name, "--device", device, *flags, *extra])
     recipe = recipe_from_args(args)
-    images = np.random.RandomState(0).randint(0, 256, (a.images, 64, 64, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as out:
-        t = Trainer(recipe, images, Path(out), args, {"path": "random", "images": a.images})
-        perm = torch.randperm(a.images)
-        per_step = recipe.n_critic * recipe.batch_size
-        batches = t.batches_per_epoch
+        t = Trainer(recipe, images, Path(out), args, {"path": "random", "images": len(images)})
+        perm = epoch_permutation(len(images), 0, 0).to(t.device)
+        usable = t.batches_per_epoch - recipe.n_critic + 1
 
         def step(i: int) -> None:
-            k = (i * recipe.n_critic) % max(1, batches - recipe.n_critic + 1)
+            k = (i * recipe.n_critic) % usable
             t.train_step([t.real_batch(perm, k + j) for j in range(recipe.n_critic)])
 
-        for i in range(3):
+        cuda = t.device.type == "cuda"
+        for i in range(3):  # warm-up: cuDNN autotuning, compilation, allocator
             step(i)
-        if t.device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for i in range(a.steps):
-            step(i)
-        if t.device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-    print(f"recipe {recipe.name} (G width {recipe.g_width}, D width {recipe.d_width}, batch {recipe.batch_size}) "
-          f"on {hardware_name(t.device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"settings: {t.speed_flags}")
-    print(f"{a.steps * per_step / dt:.1f} images/s, {1000 * dt / a.steps:.1f} ms per generator step; "
-          f"an epoch of 22,969 images takes {22969 / (a.steps * per_step / dt) / 60:.1f} min")
+        with count_host_reads() as reads, warnings.catch_warnings(record=True) as syncs:
+            warnings.simplefilter("always")
+            if cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            t0 = time.perf_counter()
+            for i in range(steps):
+                step(i)
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+        cuda_syncs = sum("synchroniz" in str(w.message) for w in syncs) if cuda else None
+    per_step = recipe.n_critic * recipe.batch_size
+    return {"recipe": recipe_name, "setting": setting + ("" if t.speed_flags["compile"] or "compile" not in setting
+                                                         else " (compile failed: eager)"),
+            "batch": recipe.batch_size, "images_per_s": steps * per_step / dt, "ms_per_step": 1000 * dt / steps,
+            "reads_per_step": len(reads) / steps, "cuda_syncs_per_step": None if cuda_syncs is None else cuda_syncs / steps,
+            "hardware": device_name(t.device)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", default="best", help="comma list of recipes (default best)")
+    p.add_argument("--settings", nargs="+", default=["tf32"],
+                   help="speed settings, parts joined by +: fp32 tf32 bf16 cl compile (default tf32)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=20, help="timed generator steps (after 3 warm-up steps)")
+    p.add_argument("--images", type=int, default=4096, help="size of the random in-memory data set")
+    a, extra = p.parse_known_args(argv)
+    for s in a.settings:
+        bad = [part for part in s.split("+") if part not in SETTINGS]
+        if bad:
+            p.error(f"unknown setting {bad[0]!r}; parts: {', '.join(SETTINGS)}")
+    images = np.random.RandomState(0).randint(0, 256, (a.images, 64, 64, 3), dtype=np.uint8)
+    rows = [measure(r, s, extra, a.steps, a.device, images) for r in a.recipes.split(",") for s in a.settings]
+    print(f"{rows[0]['hardware']}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{'recipe':12} {'setting':22} {'batch':>5} {'images/s':>10} {'ms/step':>9} {'reads/step':>11} {'syncs/step':>11}")
+    for r in rows:
+        syncs = "-" if r["cuda_syncs_per_step"] is None else f"{r['cuda_syncs_per_step']:.1f}"
+        print(f"{r['recipe']:12} {r['setting']:22} {r['batch']:5d} {r['images_per_s']:10.1f} {r['ms_per_step']:9.1f} "
+              f"{r['reads_per_step']:11.1f} {syncs:>11}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Generate anime faces from the command line with the shipped ONNX generator (no PyTorch needed).
+"""Generate anime faces from the command line with the shipped ONNX generators (no PyTorch needed).
 
 examples:
   python demo/generate.py                                  # seeds 0-999 -> faces.zip (1,000 faces)
@@ -6,22 +6,30 @@ examples:
   python demo/generate.py --count 64 --start 100 --grid 8x8 --out grid.png
   python demo/generate.py --seeds 42 --out face.png --upscale 4
   python demo/generate.py --morph 3,7,11 --frames 30 --out morph.gif
-  python demo/generate.py --model my.onnx --device cuda --batch-size 256 --psi 0.7
+  python demo/generate.py --model edge-w64 --device cuda --batch-size 256 --psi 0.7
+  python demo/generate.py --list-models
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from demo.engine import (Engine, EngineError, check_psi, distinct, parse_seeds, png_batch,  # noqa: E402
-                         save_animation, seed_filename, upscale)
+from PIL import Image  # noqa: E402
 
-MAX_CLI_SEEDS = 1_000_000
+from core import limits  # noqa: E402
+from core.errors import UserError, quote  # noqa: E402
+from core.files import atomic_write_bytes  # noqa: E402
+from core.images import digest, png_batch, save_animation, save_png, seed_filename, upscale  # noqa: E402
+from core.limits import FACE, LIMITS, in_range  # noqa: E402
+from core.ort import plan as providers  # noqa: E402
+from core.seeds import check_psi, check_seed, latents, parse_seeds  # noqa: E402
+from demo.registry import Registry  # noqa: E402
+
+MORPH_SCALE = 2  # morph frames are enlarged twice unless --upscale says otherwise
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,61 +40,108 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start", type=int, default=0, help="first seed for --count (default 0)")
     p.add_argument("--out", default=None,
                    help="faces.zip (default), a folder/ for PNGs, grid.png with --grid, face.png for one seed, "
-                        "or morph.gif/.webp with --morph")
-    p.add_argument("--grid", help="ROWSxCOLS, e.g. 8x8: one grid image instead of separate faces")
-    p.add_argument("--morph", help="seeds to morph between in order, e.g. 3,7 or 3,7,11")
-    p.add_argument("--frames", type=int, default=30, help="frames per morph step (2-120, default 30)")
-    p.add_argument("--fps", type=int, default=15, help="morph frames per second (default 15)")
+                        "or morph.gif/.webp with --morph; missing folders are created")
+    p.add_argument("--grid", help=f"ROWSxCOLS up to {LIMITS.grid_side}x{LIMITS.grid_side}, e.g. 8x8: one grid image")
+    p.add_argument("--morph", help=f"2 to {LIMITS.morph_seeds} seeds to morph between in order, e.g. 3,7,11")
+    p.add_argument("--frames", type=int, default=30,
+                   help=f"frames per morph step ({LIMITS.morph_frames[0]}-{LIMITS.morph_frames[1]}, "
+                        f"at most {LIMITS.morph_total_frames} in all; default 30)")
+    p.add_argument("--fps", type=int, default=15, help=f"morph frames per second ({LIMITS.fps[0]}-{LIMITS.fps[1]}, default 15)")
     p.add_argument("--psi", type=float, default=1.0, help="truncation: scale z toward 0, in (0, 2]; 1 = off (default)")
-    p.add_argument("--upscale", type=int, default=1, help="also enlarge single images/grids N times, nearest (default 1)")
-    p.add_argument("--model", help="ONNX generator (default: $ANIME_GAN_MODEL or demo/models/generator.onnx)")
+    p.add_argument("--upscale", type=int, help=f"enlarge single faces, grids and morphs N times, nearest "
+                                               f"({LIMITS.upscale[0]}-{LIMITS.upscale[1]}, pictures at most "
+                                               f"{LIMITS.picture_side} px; default 1, morphs 2)")
+    p.add_argument("--model", help="a shipped model's name (see --list-models) or an .onnx file "
+                                   "(default: $ANIME_GAN_MODEL or generator)")
+    p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="execution provider (default auto)")
-    p.add_argument("--batch-size", type=int, default=64, help="latents per generator call (default 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help=f"latents per generator call ({LIMITS.batch_size[0]}-{LIMITS.batch_size[1]}, default 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def pick_seeds(a: argparse.Namespace) -> list[int]:
-    if a.seeds and a.count is not None:
-        raise EngineError("use either --seeds or --count/--start, not both")
+    if a.seeds is not None and a.count is not None:
+        raise UserError("use either --seeds or --count/--start, not both")
     if a.count is not None:
-        if not 1 <= a.count <= MAX_CLI_SEEDS:
-            raise EngineError(f"--count must be in 1..{MAX_CLI_SEEDS}")
-        return parse_seeds(f"{a.start}-{a.start + a.count - 1}", MAX_CLI_SEEDS)
-    return parse_seeds(a.seeds or "0-999", MAX_CLI_SEEDS)
+        count = in_range(a.count, "--count", 1, LIMITS.cli_faces)
+        start = check_seed(a.start, "--start")
+        if start + count - 1 > LIMITS.max_seed:
+            raise UserError(f"--start {start} with --count {count} would pass seed {LIMITS.max_seed}")
+        return list(range(start, start + count))
+    return parse_seeds("0-999" if a.seeds is None else a.seeds, LIMITS.cli_faces, "--seeds")
 
 
 def parse_grid(spec: str) -> tuple[int, int]:
     try:
         rows, cols = (int(x) for x in spec.lower().split("x"))
     except ValueError:
-        raise EngineError(f"--grid must look like 8x8, got {spec!r}") from None
-    if not (1 <= rows <= 64 and 1 <= cols <= 64):
-        raise EngineError("--grid rows and columns must be in 1..64")
+        raise UserError(f"--grid must look like 8x8, got {quote(spec)}") from None
+    limits.check_grid(rows, cols)
     return rows, cols
 
 
 def check_out(path: Path, suffixes: tuple[str, ...] | None) -> Path:
-    """The one path the user named, checked before any work: right kind, writable parent folder."""
+    """The one path the user named, checked before any work: right kind, not a folder where a file
+    goes. Missing folders are created only after every check has passed (see make_room)."""
     if suffixes and path.suffix.lower() not in suffixes:
-        raise EngineError(f"--out must end in {' or '.join(suffixes)} here, got {str(path)!r}")
-    parent = path.parent if suffixes else path
-    if not suffixes:
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EngineError(f"cannot create folder {parent}: {exc.strerror}") from None
-    if not parent.is_dir():
-        raise EngineError(f"folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK):
-        raise EngineError(f"cannot write to {parent}")
+        raise UserError(f"--out must end in {' or '.join(suffixes)} here, got {quote(str(path))}")
     if suffixes and path.is_dir():
-        raise EngineError(f"--out {path} is a folder")
+        raise UserError(f"--out {path} is a folder")
+    if not suffixes and path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file, not a folder")
     return path
 
 
+def make_room(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+
+
+def plan(a: argparse.Namespace) -> dict:
+    """Every flag checked, and the work described, before a model is loaded or a file touched."""
+    psi = check_psi(a.psi, "--psi")
+    providers(a.device)  # --device cuda on a machine without one fails here, before any work
+    in_range(a.batch_size, "--batch-size", *LIMITS.batch_size)
+    in_range(a.fps, "--fps", *LIMITS.fps)
+    if a.upscale is not None:
+        in_range(a.upscale, "--upscale", *LIMITS.upscale)
+    if a.morph is not None:
+        if a.grid or a.seeds is not None or a.count is not None:
+            raise UserError("--morph takes its own seeds; leave out --seeds, --count and --grid")
+        seeds = parse_seeds(a.morph, LIMITS.morph_seeds, "--morph")
+        scale = MORPH_SCALE if a.upscale is None else a.upscale
+        in_range(a.frames, "--frames", *LIMITS.morph_frames)
+        limits.check_morph(len(seeds), a.frames, scale)
+        return {"kind": "morph", "seeds": seeds, "psi": psi, "scale": scale,
+                "out": check_out(Path(a.out or "morph.gif"), (".gif", ".webp"))}
+    seeds = pick_seeds(a)
+    scale = a.upscale or 1
+    if a.grid:
+        rows, cols = parse_grid(a.grid)
+        limits.check_grid(rows, cols, scale)
+        return {"kind": "grid", "seeds": seeds[:rows * cols], "rows": rows, "cols": cols, "psi": psi, "scale": scale,
+                "out": check_out(Path(a.out or "grid.png"), (".png",))}
+    out = Path(a.out or ("face.png" if len(seeds) == 1 else "faces.zip"))
+    if out.suffix.lower() == ".png":
+        if len(seeds) != 1:
+            raise UserError("--out *.png takes one seed, or --grid RxC; use a .zip or a folder for many")
+        limits.check_picture(FACE, FACE, scale)
+        return {"kind": "face", "seeds": seeds, "psi": psi, "scale": scale, "out": check_out(out, (".png",))}
+    if a.upscale is not None and a.upscale != 1:
+        raise UserError("--upscale applies to one face, a grid or a morph, not to zips and folders")
+    if out.suffix.lower() == ".zip":
+        return {"kind": "zip", "seeds": seeds, "psi": psi, "out": check_out(out, (".zip",))}
+    if out.suffix:
+        raise UserError(f"--out must be a .zip, a .png or a folder, got {quote(str(out))}")
+    return {"kind": "folder", "seeds": seeds, "psi": psi, "out": check_out(out, None)}
+
+
 def progress_bar(total: int, quiet: bool, desc: str):
-    from tqdm import tqdm  # tqdm is small and optional; without it there is no bar
+    from tqdm import tqdm  # a dependency of the runtime (requirements.txt)
 
     bar = tqdm(total=total, unit="img", desc=desc, disable=quiet)
 
@@ -96,59 +151,47 @@ def progress_bar(total: int, quiet: bool, desc: str):
 
 
 def run(a: argparse.Namespace) -> int:
-    psi = check_psi(a.psi)
-    if a.batch_size < 1 or a.batch_size > 4096:
-        raise EngineError("--batch-size must be in 1..4096")
-    if a.morph:
-        if not 2 <= a.frames <= 120:
-            raise EngineError("--frames must be in 2..120")
-        seeds = parse_seeds(a.morph, 64)
-        out = check_out(Path(a.out or "morph.gif"), (".gif", ".webp"))
-    else:
-        seeds = pick_seeds(a)
-        default = "grid.png" if a.grid else ("face.png" if len(seeds) == 1 else "faces.zip")
-        out = Path(a.out or default)
-        if a.grid:
-            out = check_out(out, (".png",))
-        elif out.suffix.lower() == ".zip":
-            out = check_out(out, (".zip",))
-        elif out.suffix.lower() == ".png":
-            if len(seeds) != 1:
-                raise EngineError("--out *.png takes one seed, or --grid RxC; use a .zip or a folder for many")
-            out = check_out(out, (".png",))
-        elif out.suffix:
-            raise EngineError(f"--out must be a .zip, a .png or a folder, got {str(out)!r}")
-        else:
-            out = check_out(out, None)
-    engine = Engine.load(a.model, a.device)
-    print(f"model: {engine.model_path} (z_dim {engine.z_dim}, sha256 {engine.sha256[:12]})")
+    registry = Registry(device=a.device, default=a.model)
+    if a.list_models:
+        for name in registry.names():
+            e = registry.entries[name]
+            print(f"{name:16} {e.path.stat().st_size / 1e6 if e.path.is_file() else 0:6.1f} MB  {e.label}")
+        return 0
+    job = plan(a)
+    engine = registry.get()
+    where = "" if registry.default == str(engine.model_path) else f" = {engine.model_path}"
+    print(f"model: {registry.default}{where} (z_dim {engine.z_dim}, sha256 {engine.sha256[:12]})")
     print(f"provider: {engine.provider}" + (f" ({engine.provider_note})" if engine.provider != "CUDA" else ""))
+    out, seeds, psi = job["out"], job["seeds"], job["psi"]
+    make_room(out.parent if job["kind"] != "folder" else out)
     t0 = time.perf_counter()
-    if a.morph:
+    if job["kind"] == "morph":
         frames = engine.morph(seeds, a.frames, psi)
-        save_animation(frames, out, fps=a.fps)
+        save_animation(frames, out, fps=a.fps, scale=job["scale"])
         print(f"morph {a.morph}: {len(frames)} frames -> {out}")
         return 0
-    if a.grid:
-        rows, cols = parse_grid(a.grid)
-        seeds = seeds[:rows * cols] if len(seeds) >= rows * cols else seeds
-        img = engine.grid(seeds, cols, psi)
-        (upscale(img, a.upscale) if a.upscale > 1 else img).save(out)
-        print(f"grid {rows}x{cols} of seeds {seeds[0]}..{seeds[-1]} -> {out}")
+    if job["kind"] == "grid":
+        img, _ = engine.grid(seeds, job["cols"], psi)
+        save_png(upscale(img, job["scale"]), out)
+        print(f"grid {job['rows']}x{job['cols']} of seeds {seeds[0]}..{seeds[-1]} -> {out}")
+        return 0
+    if job["kind"] == "face":
+        img = Image.fromarray(engine.faces(seeds, psi)[0])
+        save_png(upscale(img, job["scale"]), out)
+        print(f"1 face (seed {seeds[0]}) -> {out}")
         return 0
     bar, update = progress_bar(len(seeds), a.quiet or len(seeds) < 2, "faces")
-    if out.suffix.lower() == ".zip":
+    if job["kind"] == "zip":
         r = engine.write_zip(seeds, out, psi, a.batch_size, update)
         count, n_distinct, seconds = r["count"], r["distinct"], r["seconds"]
-    else:
-        images = engine.faces(seeds, psi, a.batch_size, update)
-        if out.suffix.lower() == ".png":
-            img = engine.face(seeds[0], psi)
-            (upscale(img, a.upscale) if a.upscale > 1 else img).save(out)
-        else:
-            for s, data in zip(seeds, png_batch(images)):
-                (out / seed_filename(s)).write_bytes(data)
-        count, n_distinct, seconds = len(images), distinct(images), time.perf_counter() - t0
+    else:  # batch by batch, so memory stays flat for any count
+        digests, done = set(), 0
+        for imgs in engine.batches(latents(seeds, engine.z_dim, psi), a.batch_size, update):
+            for s, img, data in zip(seeds[done:], imgs, png_batch(imgs)):
+                atomic_write_bytes(out / seed_filename(s), data)
+                digests.add(digest(img))
+            done += len(imgs)
+        count, n_distinct, seconds = done, len(digests), time.perf_counter() - t0
     bar.close()
     print(f"{count} faces, {n_distinct} distinct of {count}, {count / max(seconds, 1e-9):.0f} images/s "
           f"({seconds:.2f} s) -> {out}")
@@ -158,7 +201,7 @@ def run(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(parse_args(argv))
-    except EngineError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

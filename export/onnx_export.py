@@ -1,10 +1,12 @@
-"""Generator (PyTorch) -> verified ONNX: BatchNorm folding, fp16/int8 variants, parity gate, metadata."""
+"""Generator (PyTorch) -> verified ONNX: BatchNorm folding, fp16/int8 variants, parity gate, metadata.
+
+Works for every generator in trainer/networks: folding, export and the gates need only the module.
+"""
 from __future__ import annotations
 
 import copy
 import io
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -13,12 +15,13 @@ from typing import Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from trainer.latents import LATENT_RULE, latents_for_seeds
-from trainer.models import Generator
+from core.errors import UserError
+from core.files import atomic_write
+from core.ort import open_session, usable_devices
+from core.seeds import LATENT_RULE, latents
 
 EXPORTER_VERSION = "1.0"
 PARITY_SEEDS = range(256)
@@ -30,48 +33,8 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.35}
 MEAN_TOLERANCE = {"fp32": 1e-5, "fp16": 5e-3, "int8": 0.05}
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError):
     """The export failed or a variant missed its parity gate; the message says by how much."""
-
-
-# ----------------------------------------------------------------------------- folding
-
-class FoldedGenerator(nn.Module):
-    """The same function as Generator in eval mode, with every BatchNorm folded into its ConvTranspose."""
-
-    def __init__(self, layers: nn.Sequential, z_dim: int):
-        super().__init__()
-        self.net, self.z_dim = layers, z_dim
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.reshape(-1, self.z_dim, 1, 1))
-
-
-@torch.no_grad()
-def fold_batchnorm(g: Generator) -> FoldedGenerator:
-    """y = gamma * (convT(x) + b - mean) / sqrt(var + eps) + beta, absorbed into convT's weight and bias.
-
-    ConvTranspose2d stores its weight as [in, out, kH, kW], so the per-output-channel scale
-    multiplies weight axis 1 (for Conv2d it would be axis 0).
-    """
-    layers: list[nn.Module] = []
-    mods = list(copy.deepcopy(g).eval().net)
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if isinstance(m, nn.ConvTranspose2d) and isinstance(nxt, nn.BatchNorm2d):
-            scale = nxt.weight / torch.sqrt(nxt.running_var + nxt.eps)
-            conv = copy.deepcopy(m)
-            conv.weight.copy_(m.weight * scale[None, :, None, None])
-            bias = m.bias if m.bias is not None else torch.zeros_like(nxt.running_mean)
-            conv.bias = nn.Parameter((bias - nxt.running_mean) * scale + nxt.bias)
-            layers.append(conv)
-            i += 2
-        else:
-            layers.append(m)
-            i += 1
-    return FoldedGenerator(nn.Sequential(*layers), g.z_dim).eval()
 
 
 # ----------------------------------------------------------------------------- building the graphs
@@ -105,7 +68,7 @@ class _LatentReader:
     """Calibration data for static quantisation: latents from seeds disjoint from the parity seeds."""
 
     def __init__(self, z_dim: int, n: int = 512, batch: int = 64):
-        z = latents_for_seeds(range(100_000, 100_000 + n), z_dim)
+        z = latents(range(100_000, 100_000 + n), z_dim)
         self._it = iter([{"z": z[i:i + batch]} for i in range(0, n, batch)])
 
     def get_next(self):
@@ -115,7 +78,7 @@ class _LatentReader:
 def to_int8(fp32: onnx.ModelProto, z_dim: int) -> onnx.ModelProto:
     import logging
 
-    convs = [n.name for n in fp32.graph.node if n.op_type == "ConvTranspose"]
+    convs = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint meant for CNN classifiers
@@ -131,7 +94,7 @@ def _quantize(fp32: onnx.ModelProto, z_dim: int, convs: list[str]) -> onnx.Model
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(fp32, src)
-        # The last ConvTranspose makes the pixels: quantising it costs the most quality, so it stays float.
+        # The last convolution makes the pixels: quantising it costs the most quality, so it stays float.
         quantize_static(src, dst, _LatentReader(z_dim), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=convs[-1:])
@@ -147,50 +110,22 @@ VARIANTS: dict[str, Callable[[onnx.ModelProto, int], onnx.ModelProto]] = {
 
 # ----------------------------------------------------------------------------- parity
 
-def session(model: onnx.ModelProto | str | Path, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, opts, providers=[provider])
-
-
-def cuda_usable() -> bool:
-    """onnxruntime-gpu lists CUDA even where its libraries are missing; only a session tells."""
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    ort.set_default_logger_severity(4)  # the failed probe would print an error banner otherwise
-    try:
-        tiny = onnx.helper.make_model(onnx.helper.make_graph(
-            [onnx.helper.make_node("Identity", ["x"], ["y"])], "probe",
-            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]))
-        sess = ort.InferenceSession(tiny.SerializeToString(), providers=["CUDAExecutionProvider"])
-        return sess.get_providers()[0] == "CUDAExecutionProvider"
-    except Exception:  # noqa: BLE001
-        return False
-    finally:
-        ort.set_default_logger_severity(2)
-
-
 @torch.no_grad()
 def parity(g: nn.Module, model: onnx.ModelProto, z_dim: int) -> list[dict]:
     """Max and mean |PyTorch - onnxruntime| over 256 seeds, per provider and batch size."""
-    z = latents_for_seeds(PARITY_SEEDS, z_dim)
+    z = latents(PARITY_SEEDS, z_dim)
     ref = g.eval()(torch.from_numpy(z)).numpy()
-    providers = ["CPUExecutionProvider"] + (["CUDAExecutionProvider"] if cuda_usable() else [])
+    data = model.SerializeToString()
     rows = []
-    for prov in providers:
+    for device in usable_devices():
         try:
-            sess = session(model, prov)
-        except Exception:  # noqa: BLE001 - CUDA listed but unusable (no libraries): CPU figures stand alone
-            continue
-        if prov not in sess.get_providers()[:1]:
+            s = open_session(data, device)
+        except UserError:  # CUDA built in but unusable here (no libraries): the CPU figures stand alone
             continue
         for b in PARITY_BATCHES:
-            out = np.concatenate([sess.run(None, {"z": z[i:i + b]})[0] for i in range(0, len(z), b)])
+            out = np.concatenate([s.session.run(None, {"z": z[i:i + b]})[0] for i in range(0, len(z), b)])
             diff = np.abs(out.astype(np.float64) - ref)
-            rows.append({"provider": prov.replace("ExecutionProvider", ""), "batch": b,
-                         "max_abs": float(diff.max()), "mean_abs": float(diff.mean())})
+            rows.append({"provider": s.provider, "batch": b, "max_abs": float(diff.max()), "mean_abs": float(diff.mean())})
     return rows
 
 
@@ -214,7 +149,7 @@ def gate(variant: str, rows: list[dict]) -> tuple[bool, str]:
     return True, f"{variant} passed parity: max abs diff {worst_max:.3g} <= {tol:g}, mean {worst_mean:.3g}"
 
 
-def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None) -> dict[str, str]:
+def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, parameters: int) -> dict[str, str]:
     r = card.get("recipe", {})
     meta = {
         "z_dim": str(card["arch"]["z_dim"]), "output_range": "-1,1", "output_layout": "NCHW RGB 64x64",
@@ -226,6 +161,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None) -> di
                               | {"name": Path(str(card.get("dataset", {}).get("path", ""))).name}),
         "latent_rule": LATENT_RULE, "variant": variant, "exporter": f"anime-gan export {EXPORTER_VERSION}",
         "torch": torch.__version__, "parity": json.dumps(rows), "model_card": card.get("model_card", ""),
+        "g_parameters": str(parameters),
     }
     if fid:
         meta["fid"] = json.dumps({k: fid[k] for k in ("fid", "protocol", "floor") if k in fid})
@@ -246,21 +182,16 @@ def write_verified(g: nn.Module, model: onnx.ModelProto, variant: str, out: Path
     if not ok:
         return VariantResult(variant, out, 0, rows, False, message)
     del model.metadata_props[:]
-    onnx.helper.set_model_props(model, metadata(card, variant, rows, fid))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    onnx.helper.set_model_props(model, metadata(card, variant, rows, fid, sum(p.numel() for p in g.parameters())))
+
+    def write(tmp: str) -> None:
         onnx.save(model, tmp)
         # Re-verify what is on disk: the bytes that will be shipped, not the proto in memory.
         onnx.checker.check_model(tmp, full_check=True)
         ok2, message2 = gate(variant, parity(g, onnx.load(tmp), z_dim))
         if not ok2:
             raise ExportError(message2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(out, write, make_parents=True)
     return VariantResult(variant, out, out.stat().st_size, rows, True, message)
 
 

@@ -3,7 +3,8 @@
     python export/to_onnx.py                                   # newest run under runs/ -> generator.onnx
     python export/to_onnx.py --checkpoint runs/best --out demo/models/generator.onnx --fp16 --int8
 
-Nothing is written unless it matches PyTorch within the variant's tolerance on 256 seeds.
+Nothing is written unless it matches PyTorch within the variant's tolerance on 256 seeds; missing
+folders of --out are created, as the other commands do.
 """
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from export.onnx_export import (TOLERANCE, VARIANTS, ExportError, fold_batchnorm, to_onnx_fp32,  # noqa: E402
-                                variant_path, write_verified)
-from trainer.checkpoint import CheckpointError  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from core.files import atomic_write_text  # noqa: E402
+from export.onnx_export import (  # noqa: E402
+    TOLERANCE,
+    VARIANTS,
+    to_onnx_fp32,
+    variant_path,
+    write_verified,
+)
 from trainer.generator_io import find_checkpoint, load_generator  # noqa: E402
+from trainer.networks import fold_batchnorm  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         if a.out.suffix != ".onnx":
-            raise ExportError(f"--out must end in .onnx: {a.out}")
+            raise UserError(f"--out must end in .onnx: {a.out}")
         ckpt = find_checkpoint(a.checkpoint)
         g, card = load_generator(ckpt, a.config)
         if a.model_card:
@@ -54,14 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             # eval.json for fp32; eval-fp16.json / eval-int8.json beside it for the variants
             p = eval_path if variant == "fp32" else eval_path.with_name(f"{eval_path.stem}-{variant}.json")
             return json.loads(p.read_text()) if p.is_file() else None
-        model = g if a.no_fold else fold_batchnorm(g)
-        fp32 = to_onnx_fp32(model, g.z_dim, a.opset)
+        fp32 = to_onnx_fp32(g if a.no_fold else fold_batchnorm(g), g.z_dim, a.opset)
         variants = [a.only] if a.only else ["fp32"] + (["fp16"] if a.fp16 else []) + (["int8"] if a.int8 else [])
         results = []
         for v in variants:
             out = a.out if a.only else variant_path(a.out, v)
             results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim), v, out, card, fid_of(v)))
-    except (CheckpointError, ExportError, OSError) as exc:
+    except (UserError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{'variant':8} {'provider':6} {'batch':>5} {'max abs diff':>13} {'mean abs diff':>14} {'limit':>7}")
@@ -73,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         {"variant": r.variant, "path": str(r.path), "bytes": r.bytes, "passed": r.passed,
          "message": r.message, "parity": r.parity} for r in results]}
     report_path = a.report or a.out.with_suffix(".parity.json")
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n", make_parents=True)
     failed = [r for r in results if not r.passed]
     for r in results:
         print(("wrote " + f"{r.path} ({r.bytes / 1e6:.2f} MB): " if r.passed else "NOT written: ") + r.message)

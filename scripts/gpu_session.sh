@@ -1,28 +1,72 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU (issue 8): time the step, then train the shipped recipe, the seed
-# recipe, the seed architecture with the usual DCGAN settings (lr 2e-4, real labels capped at 1; known
-# FID-5k 53.49 after 98 epochs) and WGAN-GP side by side for the same wall time, and bring back what
-# is needed to export and evaluate here (Generator.pth, generator.json, losses, samples; never the data).
+# One prepared session on a GPU machine: measure the trainer's speed, train the seed report's recipe
+# for its 100 epochs and the candidate recipes one after another within a fixed budget, and pack
+# what comes back into at most 8 files of at most 16 MiB (64 MiB in all).
 #
-# Here, first:  mkdir -p data && cp ../shared/data/anime-faces-64-compact.zip data/ && echo data/ >> .git/info/exclude
-# Then:         run(command="bash scripts/gpu_session.sh", carry=["data"], timeout_s=560)
-# Tune with:    MINUTES=7 BEST_ARGS="--g-width 128 --batch-size 256 --lr-g 2e-4" bash scripts/gpu_session.sh
-# Afterwards, here: unpack runs.tgz, then bash scripts/ship_model.sh runs/<run> (export, parity, FID-5k).
+# On this project's lent H200 (the device tool), what travels is at most 64 MiB with the data, so:
+#   here:  mkdir -p data .offload && cp ../shared/data/anime-faces-64-compact.zip data/
+#          printf '/data/\n/.offload/\n' >> .git/info/exclude
+#          mv demo/models/*.onnx .offload/          # the shipped models need not travel
+#   call:  run(command="bash scripts/gpu_session.sh", carry=["data"], timeout_s=600)
+#   here:  mv .offload/*.onnx demo/models/
+#          python scripts/gpu_pack.py unpack <files_at> --runs runs/gpu
+#          SHIP=1 bash scripts/ship_model.sh runs/gpu/<best candidate> generator fp16 "<label>"
+#          bash scripts/ship_model.sh runs/gpu/seed-dcgan seed-dcgan fp16 "<label>"   # SHIP=1 for the menu
+# Anywhere else with a CUDA GPU: bash scripts/gpu_session.sh, then the unpack step on $OUT.
+#
+# Settings (environment): MINUTES total training minutes (9), SEED_MINUTES cap for the seed recipe (3.5;
+# 100 epochs take about 2.5 at 16,000 images/s), CANDIDATES ("resnet r3"; each gets an equal share of
+# the rest), CAND_FLAGS ("--bf16 --channels-last"), EXTRA_ARGS (added to every training command),
+# BENCH_STEPS (15; 0 skips the speed table), DATA, DEVICE (cuda), RUNS (runs/gpu-session), OUT.
 set -euo pipefail
-MINUTES=${MINUTES:-7}
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+MINUTES=${MINUTES:-9}
+SEED_MINUTES=${SEED_MINUTES:-3.5}
+CANDIDATES=${CANDIDATES:-resnet r3}
+CAND_FLAGS=${CAND_FLAGS:---bf16 --channels-last}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+BENCH_STEPS=${BENCH_STEPS:-15}
 DATA=${DATA:-data/anime-faces-64-compact.zip}
+DEVICE=${DEVICE:-cuda}
+RUNS=${RUNS:-runs/gpu-session}
 OUT=${OUT:-/tmp/gpu-out}
-BEST_ARGS=${BEST_ARGS:-}
-mkdir -p "$OUT" runs
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 bench/train_speed.py --device cuda --recipe best --steps 30 $BEST_ARGS | tee -a "$OUT/gpu.txt"
-common=(--data "$DATA" --device cuda --max-minutes "$MINUTES" --quiet --log-every 20 --checkpoint-minutes 2)
-python3 -m trainer.train "${common[@]}" --recipe best --epochs 100000 --out runs/best $BEST_ARGS > "$OUT/best.log" 2>&1 &
-python3 -m trainer.train "${common[@]}" --recipe seed-dcgan --epochs 100 --out runs/seed-dcgan > "$OUT/seed-dcgan.log" 2>&1 &
-python3 -m trainer.train "${common[@]}" --recipe seed-dcgan --epochs 100 --lr 2e-4 --real-label 0.7,1.0 \
-  --out runs/seed-dcgan-lr2e-4 > "$OUT/seed-dcgan-lr2e-4.log" 2>&1 &
-python3 -m trainer.train "${common[@]}" --recipe wgan-gp --epochs 100000 --out runs/wgan-gp > "$OUT/wgan-gp.log" 2>&1 &
-wait
-# Generators and their cards (small), losses and the last sample grid per run; checkpoints stay behind.
-tar czf "$OUT/runs.tgz" --exclude checkpoint.pt runs
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT" "$RUNS/logs"
+LOGS=$RUNS/logs
+start=$(date +%s)
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  $PY -c "import torch; print('torch', torch.__version__)"; } | tee "$LOGS/machine.txt"
+
+if [ "$BENCH_STEPS" != 0 ]; then  # images/s per recipe and setting, and proof of a sync-free step loop
+  # shellcheck disable=SC2086
+  $PY bench/train_speed.py --device "$DEVICE" --steps "$BENCH_STEPS" --recipes "best,${CANDIDATES// /,}" \
+    --settings tf32 bf16 bf16+cl $EXTRA_ARGS 2>&1 | tee "$LOGS/speed.txt" || echo "speed table failed" | tee -a "$LOGS/speed.txt"
+fi
+
+train() {  # name, minutes, recipe flags...
+  local name=$1 minutes=$2
+  shift 2
+  mkdir -p "$RUNS/$name"
+  # shellcheck disable=SC2086
+  $PY -m trainer.train --data "$DATA" --device "$DEVICE" --out "$RUNS/$name" --quiet --log-every 50 \
+    --checkpoint-minutes 100 --max-minutes "$minutes" "$@" $EXTRA_ARGS > "$RUNS/$name/train.log" 2>&1 \
+    || echo "$name stopped with exit code $?" | tee -a "$LOGS/failures.txt"
+  tail -n 3 "$RUNS/$name/train.log"
+}
+
+# The seed report's recipe exactly (fp32/TF32, BCELoss arithmetic), 100 epochs or SEED_MINUTES.
+train seed-dcgan "$SEED_MINUTES" --recipe seed-dcgan --epochs 100
+used=$(( ($(date +%s) - start) ))
+n=$(wc -w <<< "$CANDIDATES")
+share=$($PY -c "print(max(0.5, ($MINUTES * 60 - $used) / 60 / $n))")
+for c in $CANDIDATES; do
+  # shellcheck disable=SC2086
+  train "$c" "$share" --recipe "$c" --epochs 100000 $CAND_FLAGS
+done
+
+runs=()
+for d in "$RUNS"/*/; do [ -f "$d/Generator.pth" ] && runs+=("${d%/}"); done
+$PY scripts/gpu_pack.py pack "${runs[@]}" --out "$OUT" --extra "$LOGS"/*.txt
 ls -la "$OUT"
+echo "session: $(( $(date +%s) - start )) s"

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import start_app  # noqa: E402
+from load import start_app, stop_app  # noqa: E402
 
 
 def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
@@ -34,8 +34,7 @@ def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
             page.screenshot(path=str(out), full_page=True)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_app(server)
         tmp.cleanup()
     print(f"wrote {out}")
 

@@ -1,19 +1,47 @@
 #!/usr/bin/env bash
-# Export, evaluate and document a trained run as the shipped default model (issue 8).
-#   bash scripts/ship_model.sh runs/cpu-best-w64
-# Writes demo/models/ (the ONNX files and the run's generator.json) and docs/ (figures, reports).
+# Export, evaluate and document a trained run; with SHIP=1, also ship it into demo/models/.
+#
+#   bash scripts/ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]
+#   SHIP=1 bash scripts/ship_model.sh runs/best generator fp16 "H200 best" "notes..."
+#
+# Writes build/NAME/ (every variant that passes its parity gate, parity.json, eval*.json: FID-5k,
+# duplicates and memorisation of each variant, all three evaluations side by side) and
+# docs/models/NAME/ (card.json, samples.png = seeds 0-63, losses.png, the reports). With SHIP=1 the
+# chosen variant becomes demo/models/NAME.onnx with its card demo/models/NAME.json: the app and the
+# CLI list it from there. SKIP_EVAL=1 reuses reports already in build/NAME/.
 set -euo pipefail
-RUN=${1:?usage: ship_model.sh RUN_DIR}
+RUN=${1:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
+NAME=${2:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
+VARIANT=${3:-fp16}
+LABEL=${4:-$NAME}
+NOTES=${5:-}
 DATA=${DATA:-../shared/data/anime-faces-64.zip}
-mkdir -p docs demo/models
-python export/to_onnx.py --checkpoint "$RUN" --out build/generator.onnx --fp16 --int8 --report docs/parity.json
-for v in "" -fp16 -int8; do   # FID-5k of each variant, the three side by side
-  python -m trainer.evaluate --generator "build/generator$v.onnx" --data "$DATA" --out "docs/eval$v.json" --quiet &
-done
-wait
-# Re-export with each variant's FID in its metadata (same weights, same parity figures).
-python export/to_onnx.py --checkpoint "$RUN" --out build/generator.onnx --fp16 --int8 --report docs/parity.json \
-  --eval docs/eval.json \
-  --model-card "$(cat "$RUN/MODEL_CARD.txt" 2>/dev/null || true)"
-cp "$RUN/generator.json" demo/models/generator.json
-cp "$RUN/losses.png" docs/losses.png
+B=build/$NAME
+D=docs/models/$NAME
+mkdir -p "$B" "$D"
+# Parity failures of a variant are reported, not fatal: that variant is simply not written.
+python export/to_onnx.py --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" || true
+test -f "$B/generator.onnx"
+if [ "${SKIP_EVAL:-0}" != 1 ]; then
+  for v in "" -fp16 -int8; do
+    if [ -f "$B/generator$v.onnx" ]; then
+      python -m trainer.evaluate --generator "$B/generator$v.onnx" --data "$DATA" --out "$B/eval$v.json" --quiet &
+    fi
+  done
+  wait
+fi
+# Again, with each variant's FID in its metadata (same weights, same parity figures).
+python export/to_onnx.py --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" \
+  --eval "$B/eval.json" || true
+SRC=$B/generator.onnx
+[ "$VARIANT" = fp32 ] || SRC=$B/generator-$VARIANT.onnx
+card=(python scripts/model_card.py card --run "$RUN" --build "$B" --variant "$VARIANT" --label "$LABEL" --notes "$NOTES")
+if [ "${SHIP:-0}" = 1 ]; then
+  cp "$SRC" "demo/models/$NAME.onnx"
+  "${card[@]}" --shipped "demo/models/$NAME.onnx" --out "demo/models/$NAME.json"
+fi
+"${card[@]}" --out "$D/card.json"
+cp "$B"/eval*.json "$B/parity.json" "$D/" 2>/dev/null || true
+cp "$RUN/losses.png" "$D/losses.png"
+python demo/generate.py --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
+echo "documented $NAME in $D" && [ "${SHIP:-0}" != 1 ] || echo "shipped demo/models/$NAME.onnx"

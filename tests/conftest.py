@@ -1,7 +1,11 @@
-"""Shared fixtures: synthetic face-like images and tiny models, all made here (no real data needed)."""
+"""Shared fixtures: synthetic face-like images, tiny models and a running app, all made here (no
+real data needed). Everything the suite writes lives in one temporary folder, removed at the end."""
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,20 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED_DATA = ROOT.parent / "shared" / "data" / "anime-faces-64.zip"
+
+# One folder for everything the session writes, set before gradio is imported: Gradio's cache (and
+# the app's files inside it), and the temporary folder of this process and its children
+# (gradio_client leaves an empty folder there for every file it downloads).
+_SCRATCH = Path(tempfile.mkdtemp(prefix="anime-gan-tests-"))
+os.environ["GRADIO_TEMP_DIR"] = str(_SCRATCH / "gradio")
+os.environ["TMPDIR"] = tempfile.tempdir = str(_SCRATCH / "tmp")
+Path(tempfile.tempdir).mkdir()
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.pop("ANIME_GAN_MODEL", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 def blob_image(rng: np.random.RandomState, size: int = 64) -> np.ndarray:
@@ -51,19 +69,64 @@ def tiny_run(tmp_path_factory, blobs) -> Path:
     return out
 
 
+def export_tiny(g, out: Path, arch: dict, recipe: str = "test") -> Path:
+    from export.onnx_export import to_onnx_fp32, write_verified
+    from trainer.networks import fold_batchnorm
+
+    card = {"arch": arch, "recipe": {"name": recipe, "description": "a tiny test generator"}, "epochs": 0, "steps": 0}
+    res = write_verified(g, to_onnx_fp32(fold_batchnorm(g), g.z_dim), "fp32", out, card)
+    assert res.passed, res.message
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A small exported generator whose random weights still give distinct faces for every seed."""
     import torch
 
-    from export.onnx_export import fold_batchnorm, to_onnx_fp32, write_verified
-    from trainer.models import Generator
+    from trainer.networks.dcgan import Generator
 
     torch.manual_seed(0)
     g = Generator(z_dim=16, width=8).eval()  # PyTorch's default init: varied outputs, unlike N(0, 0.02)
-    card = {"arch": {"name": "dcgan", "z_dim": 16, "g_width": 8}, "recipe": {"name": "test"},
-            "epochs": 0, "steps": 0}
-    out = tmp_path_factory.mktemp("onnx") / "generator.onnx"
-    res = write_verified(g, to_onnx_fp32(fold_batchnorm(g), 16), "fp32", out, card)
-    assert res.passed, res.message
-    return out
+    return export_tiny(g, tmp_path_factory.mktemp("onnx") / "generator.onnx", g.arch())
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
+    """A models folder like demo/models/: the tiny generator as the default, a second model with its
+    card, and one broken file that must not stop the others."""
+    import json
+
+    import torch
+
+    from trainer.networks.resnet import Generator
+
+    folder = tmp_path_factory.mktemp("models")
+    shutil.copy(tiny_onnx, folder / "generator.onnx")
+    (folder / "generator.json").write_text(json.dumps({"label": "Tiny default (test)"}))
+    torch.manual_seed(1)
+    g = Generator(z_dim=16, width=4, cap=16).eval()
+    export_tiny(g, folder / "small-resnet.onnx", g.arch(), "resnet-test")
+    (folder / "small-resnet.json").write_text(json.dumps({"label": "Small ResNet (test)", "notes": "for tests"}))
+    (folder / "broken.onnx").write_bytes(b"not a model")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def served(tiny_models):
+    """The app on a free localhost port, driven through gradio_client: (client, registry, port)."""
+    from gradio_client import Client
+
+    from core.system import free_port
+    from demo.app import build_app
+    from demo.registry import Registry
+    from demo.settings import Settings
+
+    registry = Registry(tiny_models, device="cpu", default="generator")
+    app = build_app(registry, Settings(max_count=50, file_ttl_s=600))
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield client, registry, port
+    app.close()
+    app.work.close()

@@ -1,43 +1,24 @@
 """The Gradio app, started in-process on a free localhost port and driven through gradio_client."""
 import json
-import socket
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from demo.app import build_app
-from demo.engine import Engine
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(tiny_onnx):
-    from gradio_client import Client
-
-    engine = Engine.load(tiny_onnx, "cpu")
-    app = build_app(engine, max_count=50)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    yield client, engine, port
-    app.close()
-
-
-def test_endpoints_are_named(served):
+def test_endpoints_are_named_and_take_the_model_last(served):
     client, _, _ = served
-    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/face", "/random_face", "/grid", "/zip", "/morph"} <= names
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/face", "/random_face", "/grid", "/zip", "/morph"} <= set(api)
+    for name in ("/face", "/random_face", "/grid", "/zip", "/morph"):
+        last = api[name]["parameters"][-1]
+        assert last["parameter_name"] == "model" and last["parameter_has_default"], name
 
 
 def test_face_matches_the_engine(served):
-    client, engine, _ = served
+    client, registry, _ = served
+    engine = registry.get()
     big, png, caption = client.predict(42, 1.0, api_name="/face")
     small = np.asarray(Image.open(png))
     np.testing.assert_array_equal(small, engine.faces([42])[0])
@@ -47,17 +28,42 @@ def test_face_matches_the_engine(served):
     np.testing.assert_array_equal(np.asarray(Image.open(png2)), engine.faces([seed])[0])
 
 
+def test_every_endpoint_switches_models_by_name(served):
+    client, registry, _ = served
+    other = registry.get("small-resnet")
+    _, png, _ = client.predict(42, 1.0, "small-resnet", api_name="/face")
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), other.faces([42])[0])
+    _, grid_png, cells, _ = client.predict(3, 1, 2, 1.0, "small-resnet", api_name="/grid")
+    np.testing.assert_array_equal(np.asarray(Image.open(cells[1]["image"])), other.faces([4])[0])
+    path, _ = client.predict(2, 0, 1.0, "small-resnet", api_name="/zip")
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("manifest.json"))["model"] == "small-resnet.onnx"
+    _, _, frames = client.predict("3,7", 2, "gif", 1.0, "small-resnet", api_name="/morph")
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[0]["image"])), other.faces([3])[0])
+
+
+def test_a_broken_model_is_reported_and_the_others_keep_working(served):
+    from gradio_client.exceptions import AppError
+
+    client, _, _ = served
+    with pytest.raises(AppError, match="model 'broken' could not be loaded"):
+        client.predict(42, 1.0, "broken", api_name="/face")
+    with pytest.raises(AppError, match="unknown model 'nope'"):
+        client.predict(42, 1.0, "nope", api_name="/face")
+    assert client.predict(42, 1.0, api_name="/face")[2].startswith("**Seed 42**")
+
+
 def test_grid_cells_carry_their_seeds(served):
-    client, engine, _ = served
+    client, registry, _ = served
     img, png, cells, layout = client.predict(100, 2, 3, 1.0, api_name="/grid")
     assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2)
     assert [c["caption"] for c in cells] == [f"seed {s}" for s in range(100, 106)]
-    np.testing.assert_array_equal(np.asarray(Image.open(cells[4]["image"])), engine.faces([104])[0])
+    np.testing.assert_array_equal(np.asarray(Image.open(cells[4]["image"])), registry.get().faces([104])[0])
     assert "100" in layout and "105" in layout
 
 
 def test_zip_endpoint(served):
-    client, engine, _ = served
+    client, _, _ = served
     path, summary = client.predict(20, 7, 1.0, api_name="/zip")
     assert "20 distinct of 20" in summary
     with zipfile.ZipFile(path) as zf:
@@ -71,29 +77,33 @@ def test_morph_endpoint(served):
     anim, download, frames = client.predict("3,7", 4, "gif", 1.0, api_name="/morph")
     assert len(frames) == 5
     with Image.open(download) as im:
-        assert im.n_frames == 5
+        assert im.n_frames == 5 and im.size == (256, 256)
 
 
 @pytest.mark.parametrize("endpoint,args,message", [
-    ("/face", (-1, 1.0), "from 0 to 4294967295"),
+    ("/face", (-1, 1.0), "seed must be from 0 to 4294967295, got -1"),
     ("/face", (2**32, 1.0), "from 0 to 4294967295"),
-    ("/face", (1.5, 1.0), "whole number"),
-    ("/face", (None, 1.0), "empty"),
-    ("/face", (1, 0.0), "minimum value 0.05"),
-    ("/face", (1, 2.5), "maximum value 2"),
-    ("/grid", (0, 17, 2, 1.0), "maximum value 16"),
-    ("/grid", (0, 2, 0, 1.0), "minimum value 1"),
+    ("/face", (1.5, 1.0), "seed must be a whole number"),
+    ("/face", (None, 1.0), "seed is empty"),
+    ("/face", (True, 1.0), "seed must be a whole number from 0 to 4294967295, got True"),
+    ("/face", (1, 0.0), r"psi must be in \(0, 2\]"),
+    ("/face", (1, 2.5), r"psi must be in \(0, 2\]"),
+    ("/face", (1, "x"), "psi must be a number"),
+    ("/grid", (0, 17, 2, 1.0), "rows must be from 1 to 16, got 17"),
+    ("/grid", (0, 2, 0, 1.0), "columns must be from 1 to 16, got 0"),
+    ("/grid", (0, "four", 4, 1.0), "rows must be a whole number"),
     ("/grid", (2**32 - 2, 4, 4, 1.0), "too large"),
-    ("/zip", (51, 0, 1.0), "count"),
+    ("/zip", (51, 0, 1.0), "count must be from 1 to 50"),
     ("/zip", (0, 0, 1.0), "count"),
     ("/zip", (5, -3, 1.0), "start seed"),
-    ("/morph", ("3,7", 4, "bmp", 1.0), "gif|webp|choices"),
+    ("/morph", ("3,7", 4, "bmp", 1.0), "format must be gif or webp"),
     ("/morph", ("3", 4, "gif", 1.0), "two seeds"),
-    ("/morph", ("3,x", 4, "gif", 1.0), "integer"),
-    ("/morph", ("3,7", 1, "gif", 1.0), "minimum value 2"),
-    ("/morph", ("3,7", 121, "gif", 1.0), "maximum value 120"),
-    ("/morph", ("../../etc/passwd", 4, "gif", 1.0), "integer"),
-    ("/morph", ("3,7\x00", 4, "gif", 1.0), "integer"),
+    ("/morph", ("3,x", 4, "gif", 1.0), "whole number"),
+    ("/morph", ("3,7", 1, "gif", 1.0), "frames must be from 2 to 120, got 1"),
+    ("/morph", ("3,7", 121, "gif", 1.0), "frames must be from 2 to 120"),
+    ("/morph", ("0-15", 120, "gif", 1.0), "at most 241"),
+    ("/morph", ("../../etc/passwd", 4, "gif", 1.0), "whole number"),
+    ("/morph", ("3,7\x00", 4, "gif", 1.0), "whole number"),
 ])
 def test_invalid_inputs_give_clear_errors_and_the_server_stays_up(served, endpoint, args, message):
     from gradio_client.exceptions import AppError
@@ -104,21 +114,24 @@ def test_invalid_inputs_give_clear_errors_and_the_server_stays_up(served, endpoi
     assert client.predict(1, 1.0, api_name="/face")[2].startswith("**Seed 1**")
 
 
-def test_about_tab_shows_the_model_card_and_provider(tiny_onnx):
-    engine = Engine.load(tiny_onnx, "cpu")
-    app = build_app(engine)
-    texts = [c.get("props", {}).get("value") for c in app.config["components"]]
-    about = next(t for t in texts if isinstance(t, str) and "Model card" in t)
-    assert engine.sha256 in about and "Provider in use: **CPU**" in about and "Recipe: **test**" in about
+def test_about_tab_shows_the_model_card_and_provider(served):
+    from demo.handlers import Handlers
+
+    _, registry, _ = served
+    about = Handlers(registry, None).about("small-resnet")
+    engine = registry.get("small-resnet")
+    assert "Model card: Small ResNet (test)" in about and engine.sha256 in about
+    assert "Provider in use: **CPU**" in about and "recipe **resnet-test**" in about and "resnet generator" in about
+    assert "Latent rule: numpy RandomState(seed).randn(z_dim)" in about  # from the model's metadata
+    assert "could not be loaded" in Handlers(registry, None).about("broken")
 
 
 def test_workdir_keeps_files_for_their_lifetime_then_removes_them(tmp_path, monkeypatch):
     import time
 
-    from demo.app import WorkDir
+    from demo.sweeper import WorkDir
 
-    monkeypatch.setenv("ANIME_GAN_WORKDIR", str(tmp_path))
-    work = WorkDir(ttl_s=1)
+    work = WorkDir(tmp_path, ttl_s=1)
     made = work.new("seed_0000000001", ".png")
     made.write_bytes(b"x")
     assert made.parent == work.path and made.name.startswith("seed_0000000001-") and made.suffix == ".png"
@@ -133,16 +146,15 @@ def test_workdir_sweeps_gradio_copies_but_not_kept_or_touched_ones(tmp_path, mon
     import os
     import time
 
-    from demo.app import WorkDir
+    from demo.sweeper import WorkDir
 
-    monkeypatch.setenv("ANIME_GAN_WORKDIR", str(tmp_path / "work"))
     cache = tmp_path / "gradio"
     cache.mkdir()
     old, kept, touched = (cache / n for n in ("old.png", "kept.png", "touched.png"))
     for f in (old, kept, touched):
         f.write_bytes(b"x")
     file_set = {str(old), str(kept), str(touched), str(cache / "already-gone.png")}
-    work = WorkDir(ttl_s=1)
+    work = WorkDir(tmp_path / "work", ttl_s=1)
     work.adopt([file_set], lambda: {str(kept)})
     work.sweep()  # first sight starts each copy's life
     assert str(cache / "already-gone.png") not in file_set
@@ -157,12 +169,27 @@ def test_workdir_sweeps_gradio_copies_but_not_kept_or_touched_ones(tmp_path, mon
     assert not touched.exists() and kept.exists() and file_set == {str(kept)}
 
 
-def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
+def test_workdir_close_removes_everything(tmp_path):
+    from demo.sweeper import WorkDir
+
+    cache = tmp_path / "gradio" / "abc123"
+    cache.mkdir(parents=True)
+    copy = cache / "face.png"
+    copy.write_bytes(b"x")
+    work = WorkDir(tmp_path / "gradio", ttl_s=600)
+    work.adopt([{str(copy)}])
+    work.new("seed", ".png").write_bytes(b"y")
+    work.close()
+    assert not work.path.exists() and not copy.exists() and not cache.exists()
+
+
+def test_malloc_is_tuned_unless_the_user_chose(monkeypatch):
     import sys
 
-    from demo.app import limit_malloc_arenas
+    from demo.memory import release, tune_malloc
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False  # the user's setting wins
+    assert tune_malloc() is False  # the user's setting wins
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() is (sys.platform.startswith("linux"))
+    assert tune_malloc() is (sys.platform.startswith("linux"))
+    release()

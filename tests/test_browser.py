@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_app import served  # noqa: F401
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOT = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent / "artifacts"))
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_page_generates_a_face(served):  # noqa: F811
+def test_page_generates_a_face(served):
     from playwright.sync_api import sync_playwright
 
     _, _, port = served

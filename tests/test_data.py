@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_DATA, make_folder
-from trainer.data import DataError, dataset_fingerprint, list_images, load_images
+from core.dataset import DataError, dataset_fingerprint, list_images, load_images
 
 
 def test_folder_nested_and_mixed_formats(tmp_path):

@@ -5,11 +5,13 @@ import onnx
 import pytest
 import torch
 
+from core.ort import open_session
+from core.seeds import latents
 from export import onnx_export as ox
 from export.to_onnx import main
 from trainer.config import RECIPES
-from trainer.latents import latents_for_seeds
-from trainer.models import Generator
+from trainer.networks import fold_batchnorm, resnet
+from trainer.networks.dcgan import Generator
 from trainer.train import main as train_main
 
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "8", "--log-every", "1", "--quiet"]
@@ -41,28 +43,29 @@ def test_each_recipe_exports_with_parity(tmp_path, blobs, recipe):
     assert {r["batch"] for r in rows} == {1, 7, 64}
     assert max(r["max_abs"] for r in rows) <= 1e-4
     meta = ox.read_metadata(out)
-    assert meta["recipe"] == recipe and meta["z_dim"] == "100"
+    assert meta["recipe"] == recipe and meta["z_dim"] == str(RECIPES[recipe].z_dim)
+    assert json.loads(meta["architecture"])["name"] == RECIPES[recipe].g_arch
 
 
 def test_folded_and_unfolded_graphs_agree():
     g = trained_generator()
-    folded = ox.fold_batchnorm(g)
+    folded = fold_batchnorm(g)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    z = torch.from_numpy(latents_for_seeds(range(32), 16))
+    z = torch.from_numpy(latents(range(32), 16))
     with torch.no_grad():
         assert torch.allclose(g(z), folded(z), atol=1e-5)
     plain = ox.to_onnx_fp32(g, 16)
     fold = ox.to_onnx_fp32(folded, 16)
     assert "BatchNormalization" not in [n.op_type for n in fold.graph.node]
-    a = ox.session(plain).run(None, {"z": z.numpy()})[0]
-    b = ox.session(fold).run(None, {"z": z.numpy()})[0]
+    a = open_session(plain.SerializeToString(), "cpu").session.run(None, {"z": z.numpy()})[0]
+    b = open_session(fold.SerializeToString(), "cpu").session.run(None, {"z": z.numpy()})[0]
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert len(fold.graph.node) < len(plain.graph.node)
 
 
 def test_graph_interface(tmp_path):
     g = trained_generator()
-    m = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    m = ox.to_onnx_fp32(fold_batchnorm(g), 16)
     onnx.checker.check_model(m, full_check=True)
     inp, out = m.graph.input[0], m.graph.output[0]
     assert inp.name == "z" and [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 16]
@@ -73,20 +76,20 @@ def test_graph_interface(tmp_path):
 def test_edge_variants_pass_their_gates_and_are_smaller(tmp_path, variant):
     g = trained_generator()
     card = {"arch": {"name": "dcgan", "z_dim": 16, "g_width": 8}, "recipe": {"name": "t"}}
-    fp32 = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    fp32 = ox.to_onnx_fp32(fold_batchnorm(g), 16)
     base = ox.write_verified(g, fp32, "fp32", tmp_path / "g.onnx", card)
     res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16), variant, tmp_path / f"g-{variant}.onnx", card)
     assert res.passed, res.message
     assert res.bytes < base.bytes * (0.6 if variant == "fp16" else 0.45)
     assert max(r["max_abs"] for r in res.parity) <= ox.TOLERANCE[variant]
     assert ox.read_metadata(res.path)["variant"] == variant
-    sess = ox.session(res.path)
+    sess = open_session(res.path, "cpu").session
     assert sess.get_inputs()[0].type == "tensor(float)" and sess.get_outputs()[0].type == "tensor(float)"
 
 
 def test_tampered_model_fails_the_gate_and_writes_nothing(tmp_path):
     g = trained_generator()
-    m = ox.to_onnx_fp32(ox.fold_batchnorm(g), 16)
+    m = ox.to_onnx_fp32(fold_batchnorm(g), 16)
     w = next(t for t in m.graph.initializer if len(t.dims) == 4)
     arr = onnx.numpy_helper.to_array(w).copy()
     arr.flat[:16] += 1.0  # a handful of corrupted weights
@@ -138,3 +141,53 @@ def test_bad_inputs_exit_non_zero_with_one_line(tmp_path, tiny_run, capsys):
     assert "generator.json" in capsys.readouterr().err
     assert main(["--checkpoint", str(tiny_run), "--out", str(tmp_path / "x.txt")]) == 2
     assert not out.exists()
+
+
+def trained_resnet(norm: str = "batch") -> torch.nn.Module:
+    torch.manual_seed(3)
+    g = resnet.Generator(z_dim=16, width=4, cap=32, norm=norm)
+    g.train()
+    with torch.no_grad():
+        for _ in range(3):
+            g(torch.randn(16, 16))
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+        if norm == "none" and isinstance(m, torch.nn.Conv2d):
+            m.weight.data.normal_(0, 0.1)  # leave the zero-initialised residual branches
+    return g.eval()
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_resnet_generator_folds_and_exports_with_parity(tmp_path, norm):
+    g = trained_resnet(norm)
+    folded = fold_batchnorm(g)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.from_numpy(latents(range(32), 16))
+    with torch.no_grad():
+        assert torch.allclose(g(z), folded(z), atol=1e-5)
+    fp32 = ox.to_onnx_fp32(folded, 16)
+    ops = {n.op_type for n in fp32.graph.node}
+    assert "BatchNormalization" not in ops and {"Conv", "ConvTranspose", "Resize"} <= ops
+    card = {"arch": g.arch(), "recipe": {"name": "t"}}
+    for variant in ("fp32", "fp16", "int8"):
+        res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16), variant, tmp_path / f"g-{variant}.onnx", card)
+        assert res.passed, res.message
+    meta = ox.read_metadata(tmp_path / "g-fp32.onnx")
+    assert json.loads(meta["architecture"]) == g.arch() and meta["g_parameters"] == str(sum(p.numel() for p in g.parameters()))
+
+
+def test_trainer_samples_equal_the_exported_models_faces(tmp_path, tiny_run):
+    """Seeds 0-63 in the run's sample grid are the faces the exported model makes for seeds 0-63."""
+    from PIL import Image
+
+    from core.images import make_grid
+    from demo.engine import Engine
+
+    out = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(tiny_run), "--out", str(out)]) == 0
+    grid = np.asarray(Image.open(sorted((tiny_run / "samples").glob("step_*.png"))[-1]))
+    ours = make_grid(Engine.load(out, "cpu").faces(range(64)), cols=8)
+    assert grid.shape == ours.shape
+    assert np.abs(grid.astype(int) - ours.astype(int)).max() <= 1  # fp32 ONNX vs PyTorch rounding

@@ -1,34 +1,18 @@
-"""Atomic writes and safe loads of training files."""
+"""Atomic saves and safe loads of training files (torch.load only ever with weights_only=True)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from core.errors import UserError, shorten
+from core.files import atomic_write, atomic_write_text
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Write via `write(tmp_path)` to a temporary file beside `path`, fsync, then rename.
 
-    A crash (even kill -9) leaves either the old file or the new one at `path`, never a torn one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared run folders unreadable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class CheckpointError(UserError):
+    """A checkpoint or Generator.pth that cannot be used; the message says why."""
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -36,13 +20,7 @@ def save_torch(obj: Any, path: str | Path) -> None:
 
 
 def save_json(obj: Any, path: str | Path) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
-    atomic_write(path, write)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or Generator.pth that cannot be used; the message says why."""
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def load_torch(path: str | Path) -> Any:
@@ -60,7 +38,8 @@ def load_torch(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
         text = " ".join(str(exc).split())
-        first = text[:200] or type(exc).__name__
+        detail = shorten(text, 200) if text else type(exc).__name__
         if "Unsupported global" in text or "GLOBAL" in text or "not an allowed global" in text:
-            raise CheckpointError(f"{path} is not a plain weights file (refused by torch.load(weights_only=True): {first})") from None
-        raise CheckpointError(f"{path} is not a readable PyTorch file: {first}") from None
+            raise CheckpointError(f"{path} is not a plain weights file (refused by torch.load(weights_only=True): "
+                                  f"{detail})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch file (truncated or damaged?): {detail}") from None

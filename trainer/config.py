@@ -1,12 +1,15 @@
-"""Every recipe in one place: architecture, loss and optimiser as named, documented settings.
+"""Every recipe in one place: networks, objective, optimiser, averaging and augmentation.
 
-A recipe is a plain dataclass so that any field can be overridden from the command line
-(`--lr`, `--g-width`, ...) and written verbatim into `generator.json` / `checkpoint.pt`.
+A recipe is a plain dataclass, so any field can be overridden from the command line (`--lr`,
+`--g-width`, ...) and is written verbatim into `generator.json` and `checkpoint.pt`.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from core.errors import UserError
+from trainer.ema import half_life_kimg_of_decay
 
 
 @dataclass
@@ -14,14 +17,24 @@ class Recipe:
     name: str
     description: str = ""
     source: str = ""
-    # Architecture (see trainer/models.py).
+    # Networks (trainer/networks).
+    g_arch: str = "dcgan"       # dcgan | resnet
+    d_arch: str = "dcgan"       # dcgan | resnet
     z_dim: int = 100
-    g_width: int = 128          # G channels are 8w, 4w, 2w, w; w=128 gives the seed's 1024-512-256-128
-    d_width: int = 64           # D channels are w, 2w, 4w, 8w
-    d_norm: str = "batch"       # batch | layer | none | spectral
-    d_sigmoid: bool = False
-    # Loss and optimiser.
-    loss: str = "seed-bce"      # seed-bce | bce | wgan | wgan-gp | hinge
+    g_width: int = 128          # dcgan: G channels 8w, 4w, 2w, w (w=128 is the seed's 1024-512-256-128); resnet: channels at 64 px
+    g_norm: str = "batch"       # batch | none (resnet only)
+    d_width: int = 64           # dcgan: D channels w, 2w, 4w, 8w; resnet: channels at 32 px, doubling
+    d_norm: str = "batch"       # dcgan: batch | layer | none | spectral; resnet: spectral | none
+    # Objective (trainer/objectives.py).
+    loss: str = "seed-bce"      # seed-bce | wgan | wgan-gp | hinge | rpgan
+    real_label: tuple[float, float] = (1.0, 1.0)   # seed-bce: target for real images, drawn U(a, b) once per batch
+    fake_label: tuple[float, float] = (0.0, 0.0)
+    clip: float = 0.0           # wgan: weight clipping; 0 = off
+    gp_lambda: float = 0.0      # wgan-gp: gradient penalty weight
+    r1_gamma: float = 0.0       # rpgan: R1 penalty on real images
+    r2_gamma: float = 0.0       # rpgan: R2 penalty on generated images
+    reg_every: int = 1          # rpgan: apply R1/R2 every N D steps (scaled by N)
+    # Optimiser.
     optimizer: str = "adam"     # adam | rmsprop
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -30,11 +43,9 @@ class Recipe:
     batch_size: int = 128
     epochs: int = 100
     n_critic: int = 1           # D steps (each on a fresh real batch) per G step
-    clip: float = 0.0           # WGAN weight clipping; 0 = off
-    gp_lambda: float = 0.0      # WGAN-GP gradient penalty weight; 0 = off
-    real_label: tuple[float, float] = (1.0, 1.0)   # BCE target for real images, drawn U(a, b) once per batch
-    fake_label: tuple[float, float] = (0.0, 0.0)
-    ema_decay: float = 0.0      # EMA of G's weights; 0 = off
+    # Averaging and augmentation.
+    ema_kimg: float = 0.0       # half-life of the EMA of G's weights in thousands of images; 0 = off
+    ema_rampup: float = 0.05    # half-life at most this times the images seen (StyleGAN2's ramp)
     diffaug: str = ""           # comma list of color,translation,cutout; "" = off
     flip: bool = True           # random horizontal flips of real images
 
@@ -43,6 +54,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
+        d = dict(d)
+        if "ema_decay" in d and "ema_kimg" not in d:  # files from before half-lives: the same averaging speed
+            d["ema_kimg"] = half_life_kimg_of_decay(float(d["ema_decay"]), int(d.get("batch_size", 128)))
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**d)
@@ -54,8 +68,7 @@ RECIPES: dict[str, Recipe] = {
         description="The seed report's DCGAN exactly: BCE with noisy labels (real U(0.7,1.12), "
                     "fake U(0,0.3)), Adam lr 0.002, non-saturating G loss -log(D(G(z))+1e-6).",
         source="Seed report; architecture from Radford et al. 2015 (DCGAN), arXiv:1511.06434",
-        lr_g=2e-3, lr_d=2e-3, d_sigmoid=True, loss="seed-bce",
-        real_label=(0.7, 1.12), fake_label=(0.0, 0.3), flip=False,
+        lr_g=2e-3, lr_d=2e-3, loss="seed-bce", real_label=(0.7, 1.12), fake_label=(0.0, 0.3), flip=False,
     ),
     "wgan": Recipe(
         name="wgan",
@@ -74,19 +87,41 @@ RECIPES: dict[str, Recipe] = {
     ),
     "best": Recipe(
         name="best",
-        description="The shipped model's recipe: DCGAN generator (BatchNorm) with a spectrally "
-                    "normalised hinge-loss discriminator, two-time-scale Adam (D 4e-4, G 1e-4, "
-                    "betas (0, 0.9)) and an EMA of G's weights (decay 0.999).",
+        description="DCGAN generator (BatchNorm) with a spectrally normalised hinge-loss "
+                    "discriminator, two-time-scale Adam (D 4e-4, G 1e-4, betas (0, 0.9)) and an EMA "
+                    "of G's weights (half-life 88.7k images: decay 0.999 per step at batch 128).",
         source="Miyato et al. 2018 (spectral norm, hinge), Heusel et al. 2017 (TTUR), "
                "Yazici et al. 2019 (EMA); DiffAugment (Zhao et al. 2020) is available via --diffaug",
         d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9,
-        ema_decay=0.999, batch_size=128,
+        ema_kimg=88.7, batch_size=128,
+    ),
+    "resnet": Recipe(
+        name="resnet",
+        description="SNGAN-style ResNet G (3.6 M parameters, widths 512-256-128-64-32) and ResNet D "
+                    "with spectral norm, hinge loss, 2 D steps per G step, Adam 2e-4 betas (0, 0.9), "
+                    "batch 256, DiffAugment (color, translation, cutout), EMA half-life 10k images.",
+        source="Miyato et al. 2018 (SNGAN ResNets at 64x64, as in the Mimicry benchmark); "
+               "Zhao et al. 2020 (DiffAugment); Karras et al. 2020 (EMA half-life and ramp)",
+        g_arch="resnet", d_arch="resnet", z_dim=128, g_width=32, d_width=64, d_norm="spectral",
+        loss="hinge", lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9, n_critic=2, batch_size=256,
+        ema_kimg=10.0, diffaug="color,translation,cutout",
+    ),
+    "r3": Recipe(
+        name="r3",
+        description="R3GAN-like: ResNet G and D without normalisation layers, relativistic pairing "
+                    "loss with R1 and R2 penalties (gamma 0.05, every 4 steps), Adam 2e-4 betas "
+                    "(0, 0.99), batch 256, EMA half-life 10k images.",
+        source="Huang et al. 2024 (R3GAN: RpGAN + R1 + R2, no normalisation); "
+               "Jolicoeur-Martineau 2018 (relativistic GANs)",
+        g_arch="resnet", d_arch="resnet", z_dim=128, g_width=32, g_norm="none", d_width=64, d_norm="none",
+        loss="rpgan", r1_gamma=0.05, r2_gamma=0.05, reg_every=4, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.99,
+        batch_size=256, ema_kimg=10.0,
     ),
 }
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+        raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(RECIPES[name], **overrides)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.errors import UserError
+
 
 def _color(x: torch.Tensor) -> torch.Tensor:
     b = x.shape[0]
@@ -49,7 +51,7 @@ def parse_policy(policy: str) -> list[str]:
     names = [p.strip() for p in policy.split(",") if p.strip()]
     bad = [n for n in names if n not in _OPS]
     if bad:
-        raise ValueError(f"unknown DiffAugment op(s) {bad}; choose from {sorted(_OPS)}")
+        raise UserError(f"unknown DiffAugment op(s) {bad}; choose from {sorted(_OPS)}")
     return names
 
 

@@ -5,9 +5,11 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from core.errors import shorten
 from trainer.checkpoint import CheckpointError, load_torch
-from trainer.models import Generator, build_generator
+from trainer.networks import build_generator
 
 
 def find_checkpoint(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
@@ -15,25 +17,27 @@ def find_checkpoint(path: str | Path | None, runs_dir: str | Path = "runs") -> P
     if path is None:
         found = sorted(Path(runs_dir).glob("*/Generator.pth"), key=lambda p: p.stat().st_mtime)
         if not found:
-            raise CheckpointError(f"no --checkpoint given and no {runs_dir}/*/Generator.pth found")
+            raise CheckpointError(f"no checkpoint given and no {runs_dir}/*/Generator.pth found")
         return found[-1]
     path = Path(path)
     return path / "Generator.pth" if path.is_dir() else path
 
 
 def read_card(checkpoint: Path, card: str | Path | None = None) -> dict:
+    """generator.json beside the checkpoint (or the given file): what G's architecture is."""
     card_path = Path(card) if card else checkpoint.parent / "generator.json"
     if not card_path.is_file():
-        raise CheckpointError(f"architecture file not found: {card_path} (pass --config)")
+        raise CheckpointError(f"architecture file not found: {card_path} (the run folder's generator.json "
+                              f"must sit beside {checkpoint.name})")
     try:
         info = json.loads(card_path.read_text())
         info["arch"]["z_dim"], info["arch"]["g_width"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{card_path} is not a generator.json ({exc})") from None
+        raise CheckpointError(f"{card_path} is not a generator.json ({shorten(exc, 80)})") from None
     return info
 
 
-def load_generator(checkpoint: str | Path | None, card: str | Path | None = None) -> tuple[Generator, dict]:
+def load_generator(checkpoint: str | Path | None, card: str | Path | None = None) -> tuple[nn.Module, dict]:
     """(G in eval mode on the CPU, generator.json as a dict); clear CheckpointError on any mismatch."""
     checkpoint = find_checkpoint(checkpoint)
     info = read_card(checkpoint, card)
@@ -42,8 +46,8 @@ def load_generator(checkpoint: str | Path | None, card: str | Path | None = None
         raise CheckpointError(f"{checkpoint} is not a generator state_dict")
     g = build_generator(info["arch"])
     try:
-        g.load_state_dict(state)
+        g.load_state_dict(state)  # float16 weights (as GPU sessions return them) are cast to float32 here
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{checkpoint} does not match the architecture in generator.json: {detail}") from None
+        raise CheckpointError(f"{checkpoint} does not match the architecture in generator.json: "
+                              f"{shorten(exc, 300)}") from None
     return g.eval(), info

@@ -1,6 +1,7 @@
-"""Read a folder or a .zip of face images into one uint8 array [N, 64, 64, 3]."""
+"""Read a folder or a .zip of face images into one uint8 array [N, 64, 64, 3] (training and metrics)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import zipfile
@@ -9,11 +10,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import UserError
+from core.files import sha256_file
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data set is missing, empty or unusable; the message names the path."""
 
 
@@ -88,15 +92,10 @@ def load_images(path: str | Path, names: list[str] | None = None, size: int = 64
 
 def dataset_fingerprint(path: str | Path) -> str:
     """sha256 of a zip's bytes, or of a folder's image names and bytes: changes when the data do."""
-    import hashlib
-
     path = Path(path)
-    h = hashlib.sha256()
     if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for name in list_images(path):
-            h.update(name.encode() + b"\0" + (path / name).read_bytes())
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for name in list_images(path):
+        h.update(name.encode() + b"\0" + (path / name).read_bytes())
     return h.hexdigest()

@@ -1,0 +1,33 @@
+"""Facts about the machine: its CPU's name, whether an NVIDIA GPU is present, a free port."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """'AMD EPYC (2 cores)' style: the model name from /proc/cpuinfo and the usable core count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({cores} cores)"
+    except OSError:
+        pass
+    return (platform.processor() or platform.machine() or "CPU") + f" ({cores} cores)"
+
+
+def nvidia_gpu_present() -> bool:
+    """True when the machine has an NVIDIA GPU and driver, whatever the Python packages can do."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists() or (
+        platform.system() == "Windows" and Path(os.environ.get("SystemRoot", "C:/Windows"), "System32",
+                                                 "nvidia-smi.exe").exists())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,151 @@
+"""What each tab and API endpoint does: input checks (every error names its field), the work, and
+the files it hands out. Layout lives in demo/app.py.
+
+Inputs arrive as sent (demo/fields.py keeps Gradio from checking them first), so a string in a
+slider gets the same one-line message as a number out of range. Rejected requests log one line.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from typing import Callable
+
+import gradio as gr
+from PIL import Image
+
+from core import limits
+from core.errors import UserError, quote
+from core.images import save_animation, save_png, upscale
+from core.limits import LIMITS
+from core.seeds import MAX_SEED, check_int, check_psi, check_seed, parse_seeds
+from demo import memory
+from demo.registry import Registry
+from demo.sweeper import WorkDir
+
+log = logging.getLogger("anime_gan.app")
+VIEW_SCALE = 8      # 64 px faces shown at 512 px, pixel-crisp
+MORPH_SCALE = 4     # morph animations at 256 px
+FORMATS = ("gif", "webp")
+
+
+def rejects(endpoint: str) -> Callable:
+    """UserError -> a Gradio error shown to the user, logged as one line without a traceback."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UserError as exc:
+                log.info("rejected %s: %s", endpoint, exc)
+                raise gr.Error(str(exc), print_exception=False) from None
+        return inner
+    return wrap
+
+
+def check_span(start: int, count: int, name: str = "start seed") -> None:
+    if start + count - 1 > MAX_SEED:
+        raise UserError(f"{name} too large: {count} seeds from {start} would pass {MAX_SEED}")
+
+
+class Handlers:
+    def __init__(self, registry: Registry, work: WorkDir, max_count: int = LIMITS.zip_faces):
+        self.models, self.work, self.max_count = registry, work, max_count
+
+    # ------------------------------------------------------------------ single faces
+
+    def face(self, seed, psi, model=None):
+        s, p = check_seed(seed), check_psi(psi)
+        engine = self.models.get(model)
+        img = engine.face(s, p)
+        path = save_png(img, self.work.new(f"seed_{s:010d}", ".png"))
+        return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · 64x64 PNG below"
+
+    def random_face(self, psi, model=None):
+        check_psi(psi)
+        s = secrets.randbelow(MAX_SEED + 1)
+        return (s, *self.face(s, psi, model))
+
+    # ------------------------------------------------------------------ many faces
+
+    def grid(self, start, rows, cols, psi, model=None):
+        s0 = check_seed(start, "start seed")
+        r, c = check_int(rows, "rows", 1, LIMITS.grid_side), check_int(cols, "columns", 1, LIMITS.grid_side)
+        p = check_psi(psi)
+        limits.check_grid(r, c)
+        check_span(s0, r * c)
+        seeds = list(range(s0, s0 + r * c))
+        img, cells = self.models.get(model).grid(seeds, c, p)
+        path = save_png(img, self.work.new(f"grid_{s0}_{r}x{c}", ".png"))
+        gallery = [(Image.fromarray(f), f"seed {s}") for s, f in zip(seeds, cells)]
+        layout = f"Cell (row i, column j) holds seed **{s0} + {c}·i + j** (from 0): seeds {s0}–{seeds[-1]}."
+        memory.release()
+        return upscale(img, 2 if max(r, c) > 8 else 4), str(path), gallery, layout
+
+    def zip_faces(self, count, start, psi, model=None, progress=gr.Progress()):
+        n = check_int(count, "count", 1, self.max_count)
+        s0, p = check_seed(start, "start seed"), check_psi(psi)
+        check_span(s0, n)
+        engine = self.models.get(model)
+        path = self.work.new(f"faces_{s0}-{s0 + n - 1}", ".zip")
+        progress(0, desc="generating")
+        r = engine.write_zip(range(s0, s0 + n), path, p,
+                             progress=lambda done, total: progress(done / total, desc=f"{done}/{total} faces"))
+        memory.release()
+        return str(path), (f"**{r['distinct']} distinct of {r['count']}** faces (seeds {s0}–{s0 + n - 1}) in "
+                           f"{r['seconds']:.2f} s, {r['images_per_s']:.0f} images/s on {r['provider']}.")
+
+    def morph(self, seeds_text, frames, fmt, psi, model=None, progress=gr.Progress()):
+        seeds = parse_seeds(seeds_text, LIMITS.morph_seeds, "seeds")
+        n = check_int(frames, "frames", *LIMITS.morph_frames)
+        if fmt not in FORMATS:
+            raise UserError(f"format must be gif or webp, got {quote(fmt)}")
+        p = check_psi(psi)
+        total = limits.check_morph(len(seeds), n, MORPH_SCALE)
+        engine = self.models.get(model)
+        progress(0, desc=f"generating {total} frames")
+        imgs = engine.morph(seeds, n, p)
+        progress(0.5, desc=f"encoding {total} frames as {fmt.upper()}")
+        path = save_animation(imgs, self.work.new("morph_" + "-".join(map(str, seeds)), f".{fmt}"), scale=MORPH_SCALE)
+        gallery = [(Image.fromarray(im), f"frame {i}") for i, im in enumerate(imgs)]
+        del imgs
+        memory.release()
+        return str(path), str(path), gallery
+
+    # ------------------------------------------------------------------ the model card
+
+    def about(self, model=None) -> str:
+        name = self.models.resolve(model)
+        try:
+            engine = self.models.get(name)
+        except UserError as exc:
+            return f"### Model card\n\n**{exc}**"
+        c, entry = engine.card(), self.models.entries[name]
+        fid = c["fid"] or entry.card.get("fid")
+        fid_line = (f"**FID-5k {fid['fid']:.2f}** ({fid.get('protocol', '?')}; real images score {fid.get('floor', '?')})"
+                    if fid else "FID: not measured for this file")
+        note = "" if c["provider"] == "CUDA" else f" ({c['provider_note']})"
+        arch = c["architecture"] or entry.card.get("arch") or {}
+        params = c["parameters"] if c["parameters"] != "?" else entry.card.get("g_parameters", "?")
+        lines = [
+            f"### Model card: {entry.label}",
+            f"- Name: `{name}` ({c['variant']} export of recipe **{c['recipe']}**) — {c['description']}",
+            f"- Architecture: {arch.get('name', '?')} generator, {params} parameters, z_dim {c['z_dim']}",
+            f"- Training: {c['epochs']} epochs, {c['steps']} steps, {c['train_seconds']} s on {c['hardware']}",
+            f"- {fid_line}",
+            f"- Latent rule: {c['latent_rule']}",
+            f"- File: `{c['file']}`, sha256 `{c['sha256']}`",
+            f"- Provider in use: **{c['provider']}**{note}",
+        ]
+        for key in ("notes",):
+            if entry.card.get(key):
+                lines.append(f"- {entry.card[key]}")
+        if c["model_card"]:
+            lines.append(f"\n{c['model_card']}")
+        return "\n".join(lines)
+
+
+def wrapped(handlers: Handlers) -> dict[str, Callable]:
+    """The handlers as Gradio functions: user errors become one-line messages."""
+    names = ("face", "random_face", "grid", "zip_faces", "morph")
+    return {n: rejects("/" + n.replace("zip_faces", "zip"))(getattr(handlers, n)) for n in names}

@@ -1,0 +1,105 @@
+"""The shipped models: every ONNX file under demo/models/ with its card, chosen by name.
+
+Adding a model is adding `NAME.onnx` (and, for the menu, a card `NAME.json` with at least a
+"label") to demo/models/. The app and the CLI both use this registry. Models load on first use and
+stay loaded; one that fails to load is reported with its reason and the others keep working.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import UserError, quote, shorten
+from demo.engine import DEFAULT_MODEL, MODELS_DIR, Engine
+
+MODEL_ENV = "ANIME_GAN_MODEL"      # a model name or a path to an .onnx file
+DEFAULT_NAME = DEFAULT_MODEL.stem  # "generator"
+
+
+@dataclass
+class Entry:
+    name: str
+    path: Path
+    card: dict = field(default_factory=dict)   # NAME.json beside the model, when there is one
+
+    @property
+    def label(self) -> str:
+        return self.card.get("label") or self.name
+
+
+def _read_card(path: Path) -> dict:
+    card = path.with_suffix(".json")
+    try:
+        return json.loads(card.read_text()) if card.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # a damaged card costs the menu its label, not the model
+
+
+class Registry:
+    def __init__(self, folder: Path = MODELS_DIR, device: str = "auto", default: str | None = None):
+        self.folder, self.device = Path(folder), device
+        self.entries: dict[str, Entry] = {p.stem: Entry(p.stem, p, _read_card(p))
+                                          for p in sorted(Path(folder).glob("*.onnx"))}
+        wanted = default if default is not None else os.environ.get(MODEL_ENV)
+        self.default = self._add(wanted) if wanted else (DEFAULT_NAME if DEFAULT_NAME in self.entries
+                                                         else next(iter(self.entries), DEFAULT_NAME))
+        self._engines: dict[str, Engine] = {}
+        self.errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _add(self, name_or_path: str) -> str:
+        """A registered name, or a path to an .onnx file, which joins the registry under its path."""
+        if name_or_path in self.entries:
+            return name_or_path
+        path = Path(name_or_path)
+        if path.suffix.lower() != ".onnx":
+            raise UserError(f"unknown model {quote(name_or_path)}; known: {', '.join(self.entries) or 'none'} "
+                            f"(or give a path to an .onnx file)")
+        for entry in self.entries.values():
+            if entry.path.resolve() == path.resolve():
+                return entry.name
+        self.entries[str(path)] = Entry(str(path), path, _read_card(path))
+        return str(path)
+
+    def names(self) -> list[str]:
+        """Menu order: the default first, then the others by name."""
+        return [self.default] + [n for n in self.entries if n != self.default]
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(self.entries[n].label, n) for n in self.names() if n in self.entries]
+
+    def resolve(self, name: object) -> str:
+        """The name to use for a request: empty means the default; anything else must be known."""
+        if name is None or (isinstance(name, str) and not name.strip()):
+            return self.default
+        if not isinstance(name, str) or name not in self.entries:
+            raise UserError(f"unknown model {quote(name)}; choose one of: {', '.join(self.names())}")
+        return name
+
+    def get(self, name: object = None) -> Engine:
+        """The loaded engine for a model name (default when empty); UserError when it cannot load."""
+        name = self.resolve(name)
+        with self._lock:
+            if name in self._engines:
+                return self._engines[name]
+            if name in self.errors:
+                raise UserError(self.errors[name])
+            try:
+                engine = Engine.load(self.entries[name].path, self.device)
+            except UserError as exc:
+                self.errors[name] = f"model {name!r} could not be loaded: {shorten(exc, 240)}"
+                raise UserError(self.errors[name]) from None
+            self._engines[name] = engine
+            return engine
+
+    def load_all(self) -> dict[str, str]:
+        """Load every model now; returns {name: error} for those that failed (the others work)."""
+        for name in self.names():
+            try:
+                self.get(name)
+            except UserError:
+                pass
+        return dict(self.errors)

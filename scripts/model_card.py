@@ -1,0 +1,109 @@
+"""Write a model's card (demo/models/NAME.json) from its run and its measurements, and print the
+README's comparison table from every card and report under docs/models/.
+
+    python scripts/model_card.py card --run runs/best --build build/best --variant fp16 \\
+        --label "H200 best" --notes "..." --out demo/models/generator.json
+    python scripts/model_card.py table          # markdown rows for README's comparison
+
+A card holds what the app's About tab and the README show: recipe, architecture and size, training
+(epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
+parity of every variant, and notes on what differs from a plain run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.files import atomic_write_text, sha256_file  # noqa: E402
+
+VARIANTS = ("fp32", "fp16", "int8")
+
+
+def _suffix(variant: str) -> str:
+    return "" if variant == "fp32" else f"-{variant}"
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def evaluation(report: dict) -> dict:
+    return {"fid": report["fid"], "floor": report["floor"], "protocol": report["protocol"],
+            "duplicates_exact": report["duplicates"]["exact"], "duplicates_near": report["duplicates"]["near"],
+            "of": report["memorisation"]["n"], "memorisation_rate": report["memorisation"]["rate"],
+            "median_nn_distance": round(report["memorisation"]["median_nn_distance"], 4)}
+
+
+def make_card(run: Path, build: Path, variant: str, label: str, notes: str, shipped: Path | None) -> dict:
+    info = json.loads((run / "generator.json").read_text())
+    parity = _json(build / "parity.json") or {"variants": []}
+    evals = {v: evaluation(r) for v in VARIANTS if (r := _json(build / f"eval{_suffix(v)}.json"))}
+    onnx = build / f"generator{_suffix(variant)}.onnx"
+    card = {
+        "label": label, "variant": variant, "notes": notes,
+        "file_bytes": (shipped or onnx).stat().st_size, "sha256": sha256_file(shipped or onnx),
+        "arch": info["arch"], "g_parameters": info.get("g_parameters"),
+        "recipe": info["recipe"], "weights": info.get("weights"),
+        "training": {k: info.get(k) for k in ("epochs", "steps", "seconds", "hardware", "speed", "torch", "seed")},
+        "dataset": {k: v for k, v in info.get("dataset", {}).items() if k != "path"}
+                   | {"name": Path(str(info.get("dataset", {}).get("path", ""))).name},
+        "fid": {k: evals[variant][k] for k in ("fid", "floor", "protocol")} if variant in evals else None,
+        "evaluation": evals,
+        "parity": {v["variant"]: {"max_abs": max(r["max_abs"] for r in v["parity"]),
+                                  "mean_abs": max(r["mean_abs"] for r in v["parity"]), "passed": v["passed"]}
+                   for v in parity["variants"]},
+    }
+    if card["g_parameters"] is None:  # runs from before the trainer recorded it
+        from trainer.networks import build_generator
+
+        card["g_parameters"] = sum(p.numel() for p in build_generator(info["arch"]).parameters())
+    return card
+
+
+def table(docs: Path = ROOT / "docs" / "models") -> str:
+    """One markdown row per measured model (docs/models/NAME/card.json), best FID first."""
+    rows = []
+    for path in sorted(docs.glob("*/card.json")):
+        c = json.loads(path.read_text())
+        e = c["evaluation"].get(c["variant"]) or next(iter(c["evaluation"].values()), None)
+        t = c["training"]
+        rows.append((e["fid"] if e else 1e9, (
+            f"| `{path.parent.name}` | {c['recipe']['name']} ({c['arch']['name']}) | {c['g_parameters'] / 1e6:.1f} M | "
+            f"{c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {t['epochs']} | {t['steps']:,} | "
+            f"{t['seconds'] / 60:.1f} min, {t['hardware']} | "
+            + (f"**{e['fid']:.2f}** | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |" if e else "- | - | - |")
+            + f" [grid](docs/models/{path.parent.name}/samples.png), [losses](docs/models/{path.parent.name}/losses.png) |")))
+    head = ("| model | recipe (G) | G parameters | file | epochs | steps | training | FID-5k | near duplicates of 1,000 | "
+            "memorisation | pictures |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("card")
+    c.add_argument("--run", type=Path, required=True, help="run folder with generator.json and Generator.pth")
+    c.add_argument("--build", type=Path, required=True, help="folder with the exports, parity.json and eval*.json")
+    c.add_argument("--variant", choices=VARIANTS, default="fp16")
+    c.add_argument("--label", required=True, help="the name shown in the app's model menu")
+    c.add_argument("--notes", default="", help="what differs from a plain run of the recipe")
+    c.add_argument("--shipped", type=Path, help="the shipped .onnx (its size and sha256 go in the card)")
+    c.add_argument("--out", type=Path, required=True)
+    sub.add_parser("table")
+    a = p.parse_args(argv)
+    if a.cmd == "table":
+        print(table())
+        return 0
+    card = make_card(a.run, a.build, a.variant, a.label, a.notes, a.shipped)
+    atomic_write_text(a.out, json.dumps(card, indent=2) + "\n", make_parents=True)
+    print(f"card: {a.out} (FID {card['fid']['fid'] if card['fid'] else 'not measured'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

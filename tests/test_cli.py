@@ -1,0 +1,104 @@
+"""The batch CLI: its products, and every flag checked before any work (one line, exit 2, nothing written)."""
+import zipfile
+
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from core import ort as core_ort
+from demo.engine import DEFAULT_MODEL
+from demo.generate import main as cli
+
+
+def test_cli_products(tmp_path, tiny_onnx, capsys):
+    m = ["--model", str(tiny_onnx), "--quiet"]
+    assert cli([*m, "--seeds", "1,5,9-12", "--out", str(tmp_path / "z.zip")]) == 0
+    out = capsys.readouterr().out
+    assert "6 faces, 6 distinct of 6" in out and "provider: CPU" in out
+    assert cli([*m, "--count", "4", "--start", "10", "--out", str(tmp_path / "dir")]) == 0
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [f"seed_{s:010d}.png" for s in range(10, 14)]
+    assert cli([*m, "--count", "6", "--grid", "2x3", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size == (3 * 66 + 2, 2 * 66 + 2)
+    assert cli([*m, "--seeds", "42", "--out", str(tmp_path / "f.png"), "--upscale", "4"]) == 0
+    assert Image.open(tmp_path / "f.png").size == (256, 256)
+    assert cli([*m, "--morph", "3,7", "--frames", "4", "--out", str(tmp_path / "m.gif")]) == 0
+    with Image.open(tmp_path / "m.gif") as im:
+        assert im.n_frames == 5 and im.size == (128, 128)  # morphs are enlarged twice by default
+    assert cli([*m, "--morph", "3,7", "--frames", "4", "--upscale", "1", "--out", str(tmp_path / "m1.webp")]) == 0
+    with Image.open(tmp_path / "m1.webp") as im:
+        assert im.size == (64, 64)
+    # Missing folders are created, as export/to_onnx.py does (one rule).
+    assert cli([*m, "--seeds", "42", "--out", str(tmp_path / "new" / "deeper" / "f.png")]) == 0
+    assert (tmp_path / "new" / "deeper" / "f.png").is_file()
+
+
+def test_cli_models_by_name(tiny_models, monkeypatch, tmp_path, capsys):
+    import functools
+
+    import demo.generate
+    from demo.registry import Registry
+
+    monkeypatch.setattr(demo.generate, "Registry", functools.partial(Registry, tiny_models))
+    assert cli(["--list-models"]) == 0
+    listing = capsys.readouterr().out
+    assert "generator" in listing and "Small ResNet (test)" in listing
+    assert cli(["--model", "small-resnet", "--seeds", "1", "--out", str(tmp_path / "a.png"), "--device", "cpu"]) == 0
+    assert "model: small-resnet" in capsys.readouterr().out
+    monkeypatch.setenv("ANIME_GAN_MODEL", "small-resnet")
+    assert cli(["--seeds", "1", "--out", str(tmp_path / "b.png"), "--device", "cpu"]) == 0
+    assert "model: small-resnet" in capsys.readouterr().out
+    assert cli(["--model", "nope", "--seeds", "1", "--out", str(tmp_path / "c.png")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seeds", "x"], "whole number"), (["--seeds", "9-1"], "backwards"), (["--seeds", "99999999999"], "from 0 to"),
+    (["--seeds", ""], "--seeds is empty"), (["--count", "0"], "--count"), (["--seeds", "1", "--count", "3"], "either"),
+    (["--count", "2", "--start", "4294967295"], "would pass"), (["--psi", "0"], "psi"), (["--psi", "nan"], "psi"),
+    (["--morph", "3,7", "--frames", "1"], "--frames"), (["--grid", "axb"], "--grid"), (["--grid", "0x0"], "rows"),
+    (["--grid", "17x2"], "rows must be from 1 to 16"), (["--morph", "3"], "two seeds"),
+    (["--morph", "1-16", "--frames", "120"], "at most 241"), (["--out", "faces.txt"], "--out"),
+    (["--morph", "3,7", "--out", "m.png"], ".gif"), (["--seeds", "1-3", "--out", "x.png"], "one seed"),
+    (["--batch-size", "0"], "--batch-size"), (["--batch-size", "5000"], "--batch-size"),
+    (["--fps", "0", "--morph", "3,7"], "--fps must be from 1 to 50"), (["--fps", "-5", "--morph", "3,7"], "--fps"),
+    (["--upscale", "100000", "--seeds", "42", "--out", "big.png"], "--upscale must be from 1 to 16"),
+    (["--upscale", "-3", "--seeds", "42", "--out", "a.png"], "--upscale"),
+    (["--upscale", "16", "--grid", "16x16", "--count", "256"], "at most 4096"),
+    (["--upscale", "16", "--morph", "3,7", "--frames", "20"], "too large an animation"),
+    (["--upscale", "2", "--seeds", "1-3"], "not to zips"), (["--device", "cuda"], "cuda"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_onnx, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(core_ort, "nvidia_gpu_present", lambda: False)
+    loads = []
+    monkeypatch.setattr("demo.engine.Engine.load", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
+    assert cli(["--model", str(tiny_onnx), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1, err
+    assert len(err) < 300  # a short line, whatever was typed
+    assert list(tmp_path.iterdir()) == [] and loads == []  # refused before the model was even loaded
+
+
+def test_cli_error_echo_is_capped(tmp_path, tiny_onnx, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["--model", str(tiny_onnx), "--seeds", "x" * 100_000]) == 2
+    assert len(capsys.readouterr().err) < 300
+
+
+def test_cli_default_makes_1000_distinct_faces_with_the_shipped_model(tmp_path, monkeypatch, capsys):
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no shipped model")
+    monkeypatch.chdir(tmp_path)
+    assert cli(["--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "1000 faces, 1000 distinct of 1000" in out and "faces.zip" in out
+    with zipfile.ZipFile(tmp_path / "faces.zip") as zf:
+        assert len(zf.namelist()) == 1001
+
+
+def test_no_gpu_machine_gets_no_cuda_warning(tiny_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(core_ort, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert cli(["--model", str(tiny_onnx), "--seeds", "1", "--out", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr().out
+    assert "provider: CPU (no NVIDIA GPU found; CPU in use)" in out and "could not start" not in out

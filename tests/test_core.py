@@ -1,0 +1,196 @@
+"""The shared core: seed and psi rules, limits, atomic files, PNGs, error echoes, and the import
+graph (core at the bottom; the trainer and exporter never import the app)."""
+import ast
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import limits
+from core.errors import UserError, quote, shorten
+from core.files import atomic_write, atomic_write_bytes
+from core.images import png_batch
+from core.seeds import check_int, check_psi, check_seed, compress_seeds, latents, parse_seeds, slerp
+from tests.conftest import ROOT
+
+
+def test_latent_rule():
+    z = latents([7, 42], 100)
+    np.testing.assert_array_equal(z[1], np.random.RandomState(42).randn(100).astype(np.float32))
+    np.testing.assert_allclose(latents([3], 8, 0.5), 0.5 * latents([3], 8))
+    assert latents([], 8).shape == (0, 8)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("0-3", [0, 1, 2, 3]), ("1,5,9-12", [1, 5, 9, 10, 11, 12]), (" 7 ", [7]), ("4294967295", [2**32 - 1]),
+    ("3, 1 - 2", [3, 1, 2]),
+])
+def test_parse_seeds(spec, expected):
+    assert parse_seeds(spec, 1000) == expected
+    assert parse_seeds(compress_seeds(expected), 1000) == expected
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("", "empty"), ("a", "whole number"), ("-1", "from 0 to"), ("4294967296", "from 0 to"), ("5-2", "backwards"),
+    ("1,,2", "empty"), ("1.5", "whole number"), ("0-99999999", "too many"), ("1e3", "whole number"),
+    (None, "must be text"), ("0-4294967295", "too many"),
+])
+def test_parse_seeds_errors(spec, message):
+    with pytest.raises(UserError, match=message):
+        parse_seeds(spec, 1000)
+
+
+@pytest.mark.parametrize("value,ok", [(5, 5), (5.0, 5), ("5", 5), (" 7 ", 7), ("5.0", 5), (np.int64(3), 3)])
+def test_check_int_accepts_whole_numbers(value, ok):
+    assert check_int(value, "rows", 0, 10) == ok
+
+
+@pytest.mark.parametrize("value,message", [
+    (True, "rows must be a whole number from 1 to 16, got True"), (None, "rows is empty"), ("", "rows is empty"),
+    ("four", "rows must be a whole number"), (1.5, "whole number"), (float("nan"), "whole number"),
+    (17, "rows must be from 1 to 16, got 17"), ([], "got list"), ("9" * 40, "whole number"),
+])
+def test_check_int_names_the_field(value, message):
+    with pytest.raises(UserError, match=message):
+        check_int(value, "rows", 1, 16)
+
+
+def test_seed_true_is_not_empty_and_psi_has_one_rule():
+    with pytest.raises(UserError, match="seed must be a whole number .* got True"):
+        check_seed(True)
+    assert check_psi(0.01) == 0.01 and check_psi(2) == 2.0
+    for bad in (0, -1, 2.5, float("nan"), float("inf"), "x", None, True):
+        with pytest.raises(UserError, match=r"psi must be .*\(0, 2\]"):
+            check_psi(bad)
+
+
+def test_limits_are_costs():
+    assert limits.check_morph(3, 120) == 241 and limits.check_morph(16, 16) == 241
+    with pytest.raises(UserError, match="1801 frames .*at most 241.*at most 16 frames per step"):
+        limits.check_morph(16, 120)
+    with pytest.raises(UserError, match="too large an animation"):
+        limits.check_morph(2, 100, scale=8)
+    limits.check_grid(16, 16, scale=3)
+    with pytest.raises(UserError, match="1058 .* wide|4232 pixels wide"):
+        limits.check_grid(16, 16, scale=4)
+    with pytest.raises(UserError, match="at most 4096"):
+        limits.check_picture(64, 64, 65) if False else limits.check_picture(300, 300, 16)
+
+
+def test_errors_echo_a_short_prefix():
+    assert len(quote("x" * 1_000_000)) < 80 and quote("abc") == "'abc'"
+    cut = shorten("word " * 200, 50)
+    assert len(cut) <= 56 and cut.endswith("[...]") and not cut[:-6].endswith("wor")
+
+
+def test_atomic_write_leaves_old_file_or_new_and_unique_temporaries(tmp_path):
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"old")
+
+    def fail(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    errors = []
+
+    def writer(i):
+        try:
+            for _ in range(20):
+                atomic_write_bytes(target, bytes([i]) * 1000)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    data = target.read_bytes()
+    assert not errors and len(data) == 1000 and len(set(data)) == 1  # whole files only, no shared temporaries
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64, 3), (1, 5, 7, 3), (2, 130, 66, 3)])
+def test_png_batch_decodes_to_the_same_pixels(shape):
+    import io
+
+    rng = np.random.RandomState(sum(shape))
+    imgs = rng.randint(0, 256, shape).astype(np.uint8)
+    imgs[0, :, : shape[2] // 2] = 255  # flat areas and wrap-around differences (255 above 0)
+    imgs[0, 1::2, : shape[2] // 2] = 0
+    files = png_batch(imgs)
+    assert len(files) == shape[0]
+    for data, img in zip(files, imgs):
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (shape[2], shape[1]))
+            assert np.array_equal(np.asarray(im), img)
+
+
+def test_png_batch_refuses_what_it_cannot_encode():
+    with pytest.raises(UserError, match="uint8 images"):
+        png_batch(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def test_slerp_keeps_the_norm_between_endpoints():
+    a, b = latents([1, 2], 512)
+    mid = slerp(a, b, 0.5)
+    assert abs(np.linalg.norm(mid) - np.linalg.norm(a)) < 0.05 * np.linalg.norm(a)
+    np.testing.assert_allclose(slerp(a, b, 0.0), a, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the house
+
+PACKAGES = ("core", "metrics", "trainer", "export", "demo", "bench", "scripts")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names & set(PACKAGES)
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_imports_flow_one_way():
+    """core imports nothing of ours and no torch; metrics, trainer and export never import the app."""
+    allowed = {"core": set(), "metrics": {"core"}, "trainer": {"core", "metrics", "trainer"},
+               "export": {"core", "trainer", "export"}, "demo": {"core", "demo"}}
+    for package, ok in allowed.items():
+        for f in _files(package):
+            bad = _imports(f) - ok - {package}
+            assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
+    for f in _files("core") + _files("demo"):
+        assert "torch" not in {n.split(".")[0] for n in _all_imports(f)}, f"{f.relative_to(ROOT)} imports torch"
+
+
+def _all_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_no_file_over_450_lines():
+    long = [f"{p.relative_to(ROOT)}: {n}" for pkg in (*PACKAGES, "tests") for p in _files(pkg)
+            if (n := len(p.read_text().splitlines())) > 450]
+    assert long == []

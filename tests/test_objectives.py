@@ -1,0 +1,137 @@
+"""Objectives: the seed's BCE equals BCELoss (values and gradients), penalties equal hand-computed
+figures, and the seed recipe trains through a saturated discriminator without NaN."""
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from trainer import objectives
+from trainer.config import get_recipe
+from trainer.objectives import seed_bce
+
+# p from 0 to 1, exact 0 and 1 included (where the old guarded log gave NaN).
+P = torch.tensor([0.0, 1e-30, 1e-7, 0.05, 0.3, 0.5, 0.7, 0.95, 1 - 1e-7, 1.0])
+
+
+def _value_and_grad(fn, target):
+    p = P.clone().requires_grad_(True)
+    loss = fn(p, target)
+    (grad,) = torch.autograd.grad(loss, p)
+    return loss.detach(), grad
+
+
+@pytest.mark.parametrize("target", [0.0, 0.3, 0.7, 1.0])
+def test_seed_bce_equals_bce_loss_in_value_and_gradient(target):
+    ours, g_ours = _value_and_grad(seed_bce, target)
+    ref, g_ref = _value_and_grad(lambda p, t: F.binary_cross_entropy(p, torch.full_like(p, t)), target)
+    assert torch.isfinite(ours) and torch.isfinite(g_ours).all()
+    assert torch.allclose(ours, ref, rtol=1e-6)
+    assert torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-12)
+    # BCELoss's backward, by hand: (p - y) / max(p (1 - p), 1e-12), over the batch mean.
+    by_hand = (P - target) / torch.clamp(P * (1 - P), min=1e-12) / len(P)
+    assert torch.allclose(g_ours, by_hand, rtol=1e-5)
+
+
+def test_seed_bce_above_one_follows_bce_by_linearity():
+    l1, g1 = _value_and_grad(seed_bce, 1.0)
+    l08, g08 = _value_and_grad(seed_bce, 0.8)
+    l112, g112 = _value_and_grad(seed_bce, 1.12)
+    assert torch.isfinite(l112) and torch.isfinite(g112).all()
+    assert torch.allclose(l112, l1 + 0.6 * (l1 - l08), rtol=1e-6)
+    assert torch.allclose(g112, g1 + 0.6 * (g1 - g08), rtol=1e-5, atol=1e-12)
+    # A tensor target (drawn on the device) gives the same as a float one.
+    assert torch.allclose(seed_bce(P, torch.tensor(1.12)), l112)
+
+
+def test_seed_bce_gradient_fades_when_d_saturates():
+    """A real image scored p = 1.8e-35 (logit -80): BCELoss's gradient on the logit is about -1.8e-23."""
+    z = torch.tensor([-80.0], requires_grad=True)
+    seed_bce(torch.sigmoid(z), 1.0).backward()
+    assert torch.isfinite(z.grad).all() and abs(z.grad.item()) < 1e-20
+    z = torch.tensor([40.0], requires_grad=True)  # sigmoid is exactly 1.0 in float32
+    seed_bce(torch.sigmoid(z), 0.0).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def _discs(folder, n=48):
+    """Flat colours with one disc each: D tells real from fake at once."""
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[:64, :64]
+    folder.mkdir()
+    for i in range(n):
+        img = np.empty((64, 64, 3), np.uint8)
+        img[:] = rng.randint(0, 256, 3)
+        cy, cx = rng.randint(16, 48, 2)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.randint(6, 20) ** 2] = rng.randint(0, 256, 3)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_seed_recipe_trains_through_a_saturated_discriminator(tmp_path):
+    """Before the fix this stopped with NaN at step 3 (D saturated to exactly 0/1)."""
+    from trainer.train import main
+
+    out = tmp_path / "seed"
+    assert main(["--data", str(_discs(tmp_path / "discs")), "--recipe", "seed-dcgan", "--out", str(out),
+                 "--g-width", "32", "--batch-size", "16", "--max-steps", "36", "--log-every", "1", "--quiet",
+                 "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(out / "losses.csv")))
+    assert len(rows) == 36
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g", "d_real", "d_fake"))
+    assert max(float(r["d_real"]) for r in rows) > 0.999  # D did saturate on the way
+
+
+def test_r1_r2_penalty_matches_a_hand_computed_value():
+    """For D(x) = sum(w * x), grad_x D = w for every sample, so R1 = gamma/2 * ||w||^2."""
+    w = torch.arange(12, dtype=torch.float32).reshape(1, 3, 2, 2) / 10
+
+    class Linear(torch.nn.Module):
+        def forward(self, x):
+            return (x * w).flatten(1).sum(1)
+    r = get_recipe("r3", r1_gamma=0.5, r2_gamma=0.25, reg_every=1)
+    obj = objectives.objective_for(r)
+    real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    pen = obj.d_penalty(Linear(), real, fake, step=0)
+    expected = (0.5 / 2 + 0.25 / 2) * float((w ** 2).sum())
+    assert pen.item() == pytest.approx(expected, rel=1e-6)
+    lazy = objectives.objective_for(get_recipe("r3", r1_gamma=0.5, r2_gamma=0.25, reg_every=4))
+    assert lazy.d_penalty(Linear(), real, fake, step=1) is None
+    assert lazy.d_penalty(Linear(), real, fake, step=8).item() == pytest.approx(4 * expected, rel=1e-6)
+
+
+def test_gradient_penalty_matches_a_hand_computed_value():
+    """For D(x) = sum(w * x), ||grad|| = ||w|| everywhere: GP = lambda * (||w|| - 1)^2."""
+    w = torch.full((1, 3, 2, 2), 0.5)
+
+    class Linear(torch.nn.Module):
+        def forward(self, x):
+            return (x * w).flatten(1).sum(1)
+    obj = objectives.objective_for(get_recipe("wgan-gp"))
+    pen = obj.d_penalty(Linear(), torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2), step=0)
+    assert pen.item() == pytest.approx(10 * (math.sqrt(12 * 0.25) - 1) ** 2, rel=1e-5)
+
+
+def test_rpgan_losses_are_relativistic():
+    obj = objectives.objective_for(get_recipe("r3"))
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])
+    assert obj.d_loss(real, fake).item() == pytest.approx(float(F.softplus(torch.tensor([-2.0, 0.0])).mean()))
+    assert obj.g_loss(fake, real).item() == pytest.approx(float(F.softplus(torch.tensor([2.0, 0.0])).mean()))
+    assert obj.relativistic and not objectives.objective_for(get_recipe("best")).relativistic
+
+
+def test_wgan_clips_after_each_d_step():
+    d = torch.nn.Linear(4, 1)
+    torch.nn.init.constant_(d.weight, 1.0)
+    objectives.objective_for(get_recipe("wgan")).after_d_step(d)
+    assert d.weight.abs().max().item() == pytest.approx(0.01)
+
+
+def test_unknown_loss_is_a_clear_error():
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="unknown loss 'bce'"):
+        objectives.objective_for(get_recipe("best", loss="bce"))

@@ -1,0 +1,105 @@
+"""Pieces every network shares: DCGAN initialisation, spectral norm that stays in fp32 under
+autocast, BatchNorm folding for export, and BatchNorm recalibration after an EMA."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
+
+from core.seeds import latents
+
+
+class _SpectralNormFP32(_SpectralNorm):
+    """torch's spectral norm with its power iteration and sigma in float32 even inside a bf16
+    autocast region (autocast would run torch.mv in bf16, which blurs sigma). Same state_dict keys
+    as torch.nn.utils.parametrizations.spectral_norm, so older checkpoints load."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().forward(weight.float()).to(weight.dtype)
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+    parametrize.register_parametrization(module, "weight", _SpectralNormFP32(module.weight, 1, dim, 1e-12))
+    return module
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The trainable weight tensor, under a spectral-norm parametrization or not."""
+    return module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight") else module.weight
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02), norm weights N(1, 0.02); conv biases keep
+    PyTorch's default initialisation, as in the seed report."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(weight_of(module), 0.0, 0.02)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def _fold_pair(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta, absorbed into conv in place.
+
+    The per-output-channel scale multiplies weight axis 0 for Conv2d and axis 1 for
+    ConvTranspose2d, which stores its weight as [in, out, kH, kW].
+    """
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = [1, -1, 1, 1] if isinstance(conv, nn.ConvTranspose2d) else [-1, 1, 1, 1]
+    conv.weight.copy_(conv.weight * scale.reshape(shape))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+
+@torch.no_grad()
+def fold_batchnorm(g: nn.Module) -> nn.Module:
+    """An eval-mode copy of G computing the same function with every BatchNorm folded into the
+    convolution before it. Pairs are found in nn.Sequential order and in each module's FOLD list of
+    (conv attribute, norm attribute) names; a folded norm becomes nn.Identity."""
+    g = copy.deepcopy(g).eval()
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    for module in list(g.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], convs) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    _fold_pair(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+        for conv_name, bn_name in getattr(module, "FOLD", ()):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if isinstance(bn, nn.BatchNorm2d):
+                _fold_pair(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+    return g
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256, first_seed: int = 10**6) -> nn.Module:
+    """Re-estimate BatchNorm running statistics for G's current weights, in place.
+
+    An EMA of weights does not come with matching BatchNorm statistics (averaging the running
+    means and variances of past generators gives grey images in eval mode), so they are measured
+    again: exact averages over `batches` x `batch_size` latents from fixed seeds. Uses no torch RNG,
+    so a training run's random stream is untouched.
+    """
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        return g
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    was_training = g.training
+    g.train()
+    device = next(g.parameters()).device
+    for b in range(batches):
+        seeds = range(first_seed + b * batch_size, first_seed + (b + 1) * batch_size)
+        g(torch.from_numpy(latents(seeds, g.z_dim)).to(device))
+    for m, momentum in saved:
+        m.momentum = momentum
+    return g.train(was_training)

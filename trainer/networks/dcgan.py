@@ -1,0 +1,90 @@
+"""DCGAN generator and discriminator for 64x64 RGB images (Radford et al. 2015)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainer.networks.common import init_dcgan, spectral_norm
+
+
+class Generator(nn.Module):
+    """z [B, z_dim] (or [B, z_dim, 1, 1]) -> image [B, 3, 64, 64] in [-1, 1].
+
+    ConvTranspose stack 4x4 -> 8 -> 16 -> 32 -> 64 with channels 8w, 4w, 2w, w, 3,
+    BatchNorm + ReLU between layers and Tanh at the end. With width=128 this is exactly the seed
+    report's 100->1024->512->256->128->3 generator, biases included.
+    """
+
+    def __init__(self, z_dim: int = 100, width: int = 128):
+        super().__init__()
+        self.z_dim, self.width = z_dim, width
+        chans = [z_dim, width * 8, width * 4, width * 2, width]
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
+            stride, pad = (1, 0) if i == 0 else (2, 1)
+            layers += [nn.ConvTranspose2d(cin, cout, 4, stride, pad), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def initialise(self) -> None:
+        """The seed report's initialisation (the trainer calls it; a bare module keeps PyTorch's)."""
+        self.apply(init_dcgan)
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "Generator":
+        return cls(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]))
+
+    def arch(self) -> dict:
+        return {"name": "dcgan", "z_dim": self.z_dim, "g_width": self.width}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # Reshape inside the module so the exported graph takes z as [batch, z_dim].
+        return self.net(z.reshape(-1, self.z_dim, 1, 1))
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        # GroupNorm with one group normalises over (C, H, W) per sample: layer norm for conv
+        # features, which keeps the WGAN-GP penalty per-sample as the paper requires.
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class Discriminator(nn.Module):
+    """image [B, 3, 64, 64] -> score [B].
+
+    Conv 3->w->2w->4w->8w->1 (kernel 4, stride 2, pad 1; last stride 2 pad 0), LeakyReLU(0.2),
+    a norm after every hidden conv but the first (as in DCGAN), Sigmoid only when the objective
+    works on probabilities. norm: batch | layer | none | spectral (spectral norm on every conv).
+    """
+
+    NORMS = ("batch", "layer", "none", "spectral")
+
+    def __init__(self, width: int = 64, norm: str = "batch", sigmoid: bool = False):
+        super().__init__()
+        if norm not in self.NORMS:
+            raise ValueError(f"the dcgan discriminator takes norm {' | '.join(self.NORMS)}, not {norm!r}")
+        chans = [3, width, width * 2, width * 4, width * 8]
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
+            layers.append(self._conv(cin, cout, 4, 2, 1, norm))
+            if i > 0:
+                layers.append(_norm(norm, cout))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        layers.append(self._conv(width * 8, 1, 4, 2, 0, norm))
+        if sigmoid:
+            layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def initialise(self) -> None:
+        self.apply(init_dcgan)
+
+    @staticmethod
+    def _conv(cin: int, cout: int, k: int, s: int, p: int, norm: str) -> nn.Module:
+        conv = nn.Conv2d(cin, cout, k, s, p)
+        return spectral_norm(conv) if norm == "spectral" else conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).reshape(x.shape[0])
