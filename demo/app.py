@@ -101,6 +101,35 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
             # One morph at a time: the largest legal one encodes 241 frames.
             m_go.click(fn["morph"], [m_seeds, m_frames, m_fmt, m_psi, model], [m_anim, m_file, m_frames_out],
                        api_name="morph", concurrency_id="morph", concurrency_limit=1)
+        with gr.Tab("Steer"):
+            names = handlers.slider_names()
+            if not names:
+                gr.Markdown("No model here has steering directions (export/directions.py measures them).")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    s_seed = Number(value=42, label="Seed", elem_id="steer-seed")
+                    s_psi = _psi()
+                    sliders = [Slider(-3, 3, value=0, step=0.1, label=n.replace("_", " "), elem_id=f"steer-{n}")
+                               for n in names]
+                with gr.Column(scale=2):
+                    s_big = gr.Image(label="Steered face (8x)", type="pil", format="png", height=512, elem_id="steered")
+                    s_caption = gr.Markdown()
+                    s_png = gr.File(label="64x64 PNG")
+                    with gr.Row():
+                        s_dir = Dropdown(names, value=names[0] if names else None, label="Direction")
+                        s_go = gr.Button("Strip from -3 to +3")
+                    s_strip = gr.Image(label="Strip", type="pil", format="png")
+                    s_strip_png = gr.File(label="Strip PNG")
+                    s_strip_caption = gr.Markdown()
+            # The face follows the sliders; the API takes the edits as text (/steer) instead.
+            steer_inputs = [s_seed, s_psi, model, *sliders]
+            gr.on([s_seed.submit, s_psi.release, *[sl.release for sl in sliders]], fn["steer_sliders"], steer_inputs,
+                  [s_big, s_png, s_caption], api_visibility="private", trigger_mode="always_last", **small)
+            s_edits = gr.Textbox(visible=False)
+            gr.Button(visible=False).click(fn["steer"], [s_seed, s_psi, s_edits, model], [s_big, s_png, s_caption],
+                                           api_name="steer", **small)
+            s_go.click(fn["strip"], [s_seed, s_dir, s_psi, model], [s_strip, s_strip_png, s_strip_caption],
+                       api_name="strip", **small)
         with gr.Tab("About"):
             about = gr.Markdown(handlers.about(registry.default))
         model.change(handlers.about, [model], [about], api_visibility="private")

@@ -24,6 +24,7 @@ from core.images import digest, make_grid, png_batch, seed_filename, to_uint8
 from core.limits import FACE
 from core.ort import open_session
 from core.seeds import LATENT_RULE, check_psi, check_seed, compress_seeds, latents, morph_latents
+from core.steering import Directions, directions_path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "generator.onnx"
@@ -51,6 +52,8 @@ class Engine:
     provider_note: str
     sha256: str
     input_name: str = "z"
+    directions: Directions | None = None   # from NAME.directions.json beside the model, when there is one
+    directions_note: str = ""
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)),
                                       repr=False)
 
@@ -69,7 +72,15 @@ class Engine:
         meta = dict(s.session.get_modelmeta().custom_metadata_map)
         if "z_dim" in meta and meta["z_dim"] != str(z_dim):
             raise EngineError(f"{path}: metadata z_dim {meta['z_dim']} disagrees with the input shape {z_dim}")
-        return cls(s.session, path, z_dim, meta, s.provider, s.note, sha256_file(path), s.session.get_inputs()[0].name)
+        sha = sha256_file(path)
+        directions, note = None, "no directions file beside the model"
+        if directions_path(path).is_file():
+            try:
+                directions, note = Directions.load(directions_path(path), z_dim, sha), ""
+            except UserError as exc:  # steering is off for this model; everything else works
+                note = str(exc)
+        return cls(s.session, path, z_dim, meta, s.provider, s.note, sha, s.session.get_inputs()[0].name,
+                   directions, note)
 
     @staticmethod
     def _check_io(sess, path: Path) -> int:
@@ -107,32 +118,56 @@ class Engine:
             return np.empty((0, FACE, FACE, 3), np.uint8)
         return np.concatenate(list(self.batches(z, batch_size, progress)))
 
+    def edits(self, spec: object) -> dict[str, float]:
+        """'hair_blonde=1.5,brightness=-1' (or a dict) checked against this model's directions."""
+        if not spec:
+            return {}
+        if self.directions is None:
+            raise EngineError(f"{self.model_path.name} cannot be steered: {self.directions_note}")
+        return self.directions.check(spec) if isinstance(spec, dict) else self.directions.parse(spec)
+
+    def latents(self, seeds: Sequence[int], psi: float = 1.0, edits: dict[str, float] | None = None) -> np.ndarray:
+        """The project's latent rule, truncated by psi, then moved along the edits' directions."""
+        z = latents([check_seed(s) for s in seeds], self.z_dim, check_psi(psi))
+        edits = self.edits(edits)
+        return self.directions.apply(z, edits) if edits else z
+
     def faces(self, seeds: Sequence[int], psi: float = 1.0, batch_size: int = 64,
-              progress: Progress | None = None) -> np.ndarray:
-        seeds = [check_seed(s) for s in seeds]
-        return self.render(latents(seeds, self.z_dim, check_psi(psi)), batch_size, progress)
+              progress: Progress | None = None, edits: dict[str, float] | None = None) -> np.ndarray:
+        return self.render(self.latents(seeds, psi, edits), batch_size, progress)
 
-    def face(self, seed: int, psi: float = 1.0) -> Image.Image:
-        return Image.fromarray(self.faces([seed], psi)[0])
+    def face(self, seed: int, psi: float = 1.0, edits: dict[str, float] | None = None) -> Image.Image:
+        return Image.fromarray(self.faces([seed], psi, edits=edits)[0])
 
-    def grid(self, seeds: Sequence[int], cols: int, psi: float = 1.0) -> tuple[Image.Image, np.ndarray]:
+    def grid(self, seeds: Sequence[int], cols: int, psi: float = 1.0,
+             edits: dict[str, float] | None = None) -> tuple[Image.Image, np.ndarray]:
         """(the grid picture, its cells) for the seeds, row by row."""
-        cells = self.faces(seeds, psi)
+        cells = self.faces(seeds, psi, edits=edits)
         return Image.fromarray(make_grid(cells, cols)), cells
 
-    def morph(self, seeds: Sequence[int], frames: int, psi: float = 1.0) -> np.ndarray:
+    def strip(self, seed: int, name: str, psi: float = 1.0, span: float = 3.0, steps: int = 7) -> np.ndarray:
+        """Faces of one seed along one direction, from -span to +span."""
+        self.edits({name: span})  # checks the name and the span
+        z = self.latents([seed], psi)
+        d = self.directions.vectors[self.directions.names.index(name)]
+        return self.render(z + np.linspace(-span, span, steps, dtype=np.float32)[:, None] * d)
+
+    def morph(self, seeds: Sequence[int], frames: int, psi: float = 1.0,
+              edits: dict[str, float] | None = None) -> np.ndarray:
         """uint8 frames: `frames` per leg, slerp between consecutive seeds' latents, then the last seed."""
         seeds = [check_seed(s) for s in seeds]
         if len(seeds) < 2:
             raise EngineError("a morph needs at least two seeds")
         if frames < 2:
             raise EngineError("a morph needs at least 2 frames")
-        return self.render(morph_latents(seeds, frames, self.z_dim, check_psi(psi)))
+        z = morph_latents(seeds, frames, self.z_dim, check_psi(psi))
+        edits = self.edits(edits)
+        return self.render(self.directions.apply(z, edits) if edits else z)
 
     # ------------------------------------------------------------------ zips
 
     def write_zip(self, seeds: Sequence[int], out: str | Path, psi: float = 1.0, batch_size: int = 64,
-                  progress: Progress | None = None) -> dict:
+                  progress: Progress | None = None, edits: dict[str, float] | None = None) -> dict:
         """PNGs named seed_NNNNNNNNNN.png plus manifest.json, streamed to `out`.
 
         Written to a temporary file beside `out` and renamed at the end: a failure leaves nothing.
@@ -140,6 +175,7 @@ class Engine:
         """
         seeds = [check_seed(s) for s in seeds]
         psi = check_psi(psi)
+        edits = self.edits(edits)
         out = Path(out)
         t0 = time.perf_counter()
         digests: set[bytes] = set()
@@ -149,7 +185,7 @@ class Engine:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
                 pending: tuple[list[int], Future] | None = None  # the batch being encoded
                 start = 0
-                for imgs in self.batches(latents(seeds, self.z_dim, psi), batch_size, progress):
+                for imgs in self.batches(self.latents(seeds, psi, edits), batch_size, progress):
                     batch_seeds = seeds[start:start + len(imgs)]
                     start += len(imgs)
                     digests.update(digest(img) for img in imgs)
@@ -157,7 +193,7 @@ class Engine:
                     self._flush(zf, pending)
                     pending = (batch_seeds, encoded)
                 self._flush(zf, pending)
-                zf.writestr("manifest.json", json.dumps(self.manifest(seeds, psi), indent=2))
+                zf.writestr("manifest.json", json.dumps(self.manifest(seeds, psi, edits), indent=2))
             os.chmod(tmp, 0o644)
             os.replace(tmp, out)
         finally:
@@ -173,8 +209,9 @@ class Engine:
             for seed, data in zip(seeds, encoded.result()):
                 zf.writestr(seed_filename(seed), data)
 
-    def manifest(self, seeds: Sequence[int], psi: float) -> dict:
+    def manifest(self, seeds: Sequence[int], psi: float, edits: dict[str, float] | None = None) -> dict:
         return {"model": self.model_path.name, "model_sha256": self.sha256, "z_dim": self.z_dim, "psi": psi,
+                **({"edits": edits} if edits else {}),
                 "provider": self.provider, "latent_rule": self.latent_rule, "seeds": compress_seeds(seeds),
                 "count": len(seeds), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

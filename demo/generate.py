@@ -7,6 +7,7 @@ examples:
   python demo/generate.py --seeds 42 --out face.png --upscale 4
   python demo/generate.py --morph 3,7,11 --frames 30 --out morph.gif
   python demo/generate.py --model edge-w64 --device cuda --batch-size 256 --psi 0.7
+  python demo/generate.py --seeds 42 --edit hair_blonde=1.5,brightness=-1 --out blonde.png
   python demo/generate.py --list-models
 """
 from __future__ import annotations
@@ -18,15 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from PIL import Image  # noqa: E402
-
 from core import limits  # noqa: E402
 from core.errors import UserError, quote  # noqa: E402
 from core.files import atomic_write_bytes  # noqa: E402
 from core.images import digest, png_batch, save_animation, save_png, seed_filename, upscale  # noqa: E402
 from core.limits import FACE, LIMITS, in_range  # noqa: E402
 from core.ort import plan as providers  # noqa: E402
-from core.seeds import check_psi, check_seed, latents, parse_seeds  # noqa: E402
+from core.seeds import check_psi, check_seed, parse_seeds  # noqa: E402
 from demo.registry import Registry  # noqa: E402
 
 MORPH_SCALE = 2  # morph frames are enlarged twice unless --upscale says otherwise
@@ -51,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upscale", type=int, help=f"enlarge single faces, grids and morphs N times, nearest "
                                                f"({LIMITS.upscale[0]}-{LIMITS.upscale[1]}, pictures at most "
                                                f"{LIMITS.picture_side} px; default 1, morphs 2)")
+    p.add_argument("--edit", help=f"steer every face: NAME=STRENGTH,... along the model's directions "
+                                  f"(see --list-models), strengths -{LIMITS.edit_strength:g} to {LIMITS.edit_strength:g}")
     p.add_argument("--model", help="a shipped model's name (see --list-models) or an .onnx file "
                                    "(default: $ANIME_GAN_MODEL or generator)")
     p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
@@ -156,6 +157,11 @@ def run(a: argparse.Namespace) -> int:
         for name in registry.names():
             e = registry.entries[name]
             print(f"{name:16} {e.path.stat().st_size / 1e6 if e.path.is_file() else 0:6.1f} MB  {e.label}")
+            try:
+                d = registry.get(name).directions
+                print(f"{'':16} directions: {', '.join(d.names) if d else 'none'}")
+            except UserError as exc:
+                print(f"{'':16} {exc}")
         return 0
     job = plan(a)
     engine = registry.get()
@@ -163,30 +169,33 @@ def run(a: argparse.Namespace) -> int:
     print(f"model: {registry.default}{where} (z_dim {engine.z_dim}, sha256 {engine.sha256[:12]})")
     print(f"provider: {engine.provider}" + (f" ({engine.provider_note})" if engine.provider != "CUDA" else ""))
     out, seeds, psi = job["out"], job["seeds"], job["psi"]
+    edits = engine.edits(a.edit)  # names and strengths checked before any face is made
+    if edits:
+        print("edits: " + ", ".join(f"{k}={v:g}" for k, v in edits.items()))
     make_room(out.parent if job["kind"] != "folder" else out)
     t0 = time.perf_counter()
     if job["kind"] == "morph":
-        frames = engine.morph(seeds, a.frames, psi)
+        frames = engine.morph(seeds, a.frames, psi, edits)
         save_animation(frames, out, fps=a.fps, scale=job["scale"])
         print(f"morph {a.morph}: {len(frames)} frames -> {out}")
         return 0
     if job["kind"] == "grid":
-        img, _ = engine.grid(seeds, job["cols"], psi)
+        img, _ = engine.grid(seeds, job["cols"], psi, edits)
         save_png(upscale(img, job["scale"]), out)
         print(f"grid {job['rows']}x{job['cols']} of seeds {seeds[0]}..{seeds[-1]} -> {out}")
         return 0
     if job["kind"] == "face":
-        img = Image.fromarray(engine.faces(seeds, psi)[0])
+        img = engine.face(seeds[0], psi, edits)
         save_png(upscale(img, job["scale"]), out)
         print(f"1 face (seed {seeds[0]}) -> {out}")
         return 0
     bar, update = progress_bar(len(seeds), a.quiet or len(seeds) < 2, "faces")
     if job["kind"] == "zip":
-        r = engine.write_zip(seeds, out, psi, a.batch_size, update)
+        r = engine.write_zip(seeds, out, psi, a.batch_size, update, edits)
         count, n_distinct, seconds = r["count"], r["distinct"], r["seconds"]
     else:  # batch by batch, so memory stays flat for any count
         digests, done = set(), 0
-        for imgs in engine.batches(latents(seeds, engine.z_dim, psi), a.batch_size, update):
+        for imgs in engine.batches(engine.latents(seeds, psi, edits), a.batch_size, update):
             for s, img, data in zip(seeds[done:], imgs, png_batch(imgs)):
                 atomic_write_bytes(out / seed_filename(s), data)
                 digests.add(digest(img))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from core import limits
 from core.errors import UserError, quote
-from core.images import save_animation, save_png, upscale
+from core.images import make_grid, save_animation, save_png, upscale
 from core.limits import LIMITS
 from core.seeds import MAX_SEED, check_int, check_psi, check_seed, parse_seeds
 from demo import memory
@@ -27,6 +27,7 @@ log = logging.getLogger("anime_gan.app")
 VIEW_SCALE = 8      # 64 px faces shown at 512 px, pixel-crisp
 MORPH_SCALE = 4     # morph animations at 256 px
 FORMATS = ("gif", "webp")
+STRIP_SPAN, STRIP_STEPS = 3.0, 7
 
 
 def rejects(endpoint: str) -> Callable:
@@ -112,6 +113,45 @@ class Handlers:
         memory.release()
         return str(path), str(path), gallery
 
+    # ------------------------------------------------------------------ steering
+
+    def steer(self, seed, psi, edits, model=None):
+        """One face moved along the model's directions; edits as text (API) or {name: strength} (sliders)."""
+        s, p = check_seed(seed), check_psi(psi)
+        engine = self.models.get(model)
+        e = engine.edits(edits)
+        img = engine.face(s, p, e)
+        path = save_png(img, self.work.new(f"seed_{s:010d}_steered", ".png"))
+        moves = ", ".join(f"{k} {v:+g}" for k, v in e.items()) or "no edit"
+        return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · {moves}"
+
+    def steer_sliders(self, seed, psi, model, *strengths):
+        names = self.slider_names()
+        return self.steer(seed, psi, dict(zip(names, strengths)), model)
+
+    def strip(self, seed, direction, psi, model=None):
+        """Seven faces of one seed along one direction, from -3 to +3."""
+        s, p = check_seed(seed), check_psi(psi)
+        if not isinstance(direction, str):
+            raise UserError(f"direction must be a name such as hair_blonde, got {quote(direction)}")
+        engine = self.models.get(model)
+        faces = engine.strip(s, direction, p, span=STRIP_SPAN, steps=STRIP_STEPS)
+        img = Image.fromarray(make_grid(faces, cols=len(faces)))
+        path = save_png(img, self.work.new(f"strip_{s}_{direction}", ".png"))
+        return upscale(img, 2), str(path), (f"**Seed {s}** along `{direction}`, from {-STRIP_SPAN:g} to "
+                                            f"{STRIP_SPAN:+g} in {len(faces)} steps")
+
+    def slider_names(self) -> list[str]:
+        """The directions of the first model that has any (the same names for every shipped model)."""
+        for name in self.models.names():
+            try:
+                d = self.models.get(name).directions
+            except UserError:
+                continue
+            if d:
+                return d.named() + d.principal()
+        return []
+
     # ------------------------------------------------------------------ the model card
 
     def about(self, model=None) -> str:
@@ -136,6 +176,7 @@ class Handlers:
             f"- Latent rule: {c['latent_rule']}",
             f"- File: `{c['file']}`, sha256 `{c['sha256']}`",
             f"- Provider in use: **{c['provider']}**{note}",
+            f"- Steering: {', '.join(engine.directions.names) if engine.directions else engine.directions_note}",
         ]
         for key in ("notes",):
             if entry.card.get(key):
@@ -147,5 +188,5 @@ class Handlers:
 
 def wrapped(handlers: Handlers) -> dict[str, Callable]:
     """The handlers as Gradio functions: user errors become one-line messages."""
-    names = ("face", "random_face", "grid", "zip_faces", "morph")
+    names = ("face", "random_face", "grid", "zip_faces", "morph", "steer", "steer_sliders", "strip")
     return {n: rejects("/" + n.replace("zip_faces", "zip"))(getattr(handlers, n)) for n in names}

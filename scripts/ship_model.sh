@@ -4,11 +4,12 @@
 #   bash scripts/ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]
 #   SHIP=1 bash scripts/ship_model.sh runs/best generator fp16 "H200 best" "notes..."
 #
-# Writes build/NAME/ (every variant that passes its parity gate, parity.json, eval*.json: FID-5k,
-# duplicates and memorisation of each variant, all three evaluations side by side) and
-# docs/models/NAME/ (card.json, samples.png = seeds 0-63, losses.png, the reports). With SHIP=1 the
-# chosen variant becomes demo/models/NAME.onnx with its card demo/models/NAME.json: the app and the
-# CLI list it from there. SKIP_EVAL=1 reuses reports already in build/NAME/.
+# Writes build/RUN/ (RUN = the run folder's name: every variant that passes its parity gate,
+# parity.json, eval*.json: FID-5k, duplicates and memorisation of each variant, all three evaluations
+# side by side) and docs/models/RUN/ (card.json, samples.png = seeds 0-63, losses.png, the reports).
+# With SHIP=1 the chosen variant becomes demo/models/NAME.onnx with its card demo/models/NAME.json
+# and its steering directions demo/models/NAME.directions.json: the app and the CLI list it from
+# there. SKIP_EVAL=1 reuses reports already in build/RUN/.
 set -euo pipefail
 RUN=${1:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
 NAME=${2:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
@@ -16,8 +17,8 @@ VARIANT=${3:-fp16}
 LABEL=${4:-$NAME}
 NOTES=${5:-}
 DATA=${DATA:-../shared/data/anime-faces-64.zip}
-B=build/$NAME
-D=docs/models/$NAME
+B=build/$(basename "$RUN")
+D=docs/models/$(basename "$RUN")
 mkdir -p "$B" "$D"
 # Parity failures of a variant are reported, not fatal: that variant is simply not written.
 python export/to_onnx.py --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" || true
@@ -39,9 +40,11 @@ card=(python scripts/model_card.py card --run "$RUN" --build "$B" --variant "$VA
 if [ "${SHIP:-0}" = 1 ]; then
   cp "$SRC" "demo/models/$NAME.onnx"
   "${card[@]}" --shipped "demo/models/$NAME.onnx" --out "demo/models/$NAME.json"
+  python export/directions.py --model "demo/models/$NAME.onnx" | tee "$D/directions.md"
 fi
 "${card[@]}" --out "$D/card.json"
 cp "$B"/eval*.json "$B/parity.json" "$D/" 2>/dev/null || true
 cp "$RUN/losses.png" "$D/losses.png"
 python demo/generate.py --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
-echo "documented $NAME in $D" && [ "${SHIP:-0}" != 1 ] || echo "shipped demo/models/$NAME.onnx"
+echo "documented $RUN in $D"
+if [ "${SHIP:-0}" = 1 ]; then echo "shipped demo/models/$NAME.onnx"; fi

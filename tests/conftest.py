@@ -109,6 +109,11 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
     export_tiny(g, folder / "small-resnet.onnx", g.arch(), "resnet-test")
     (folder / "small-resnet.json").write_text(json.dumps({"label": "Small ResNet (test)", "notes": "for tests"}))
     (folder / "broken.onnx").write_bytes(b"not a model")
+    from core.steering import directions_path
+    from export.directions import measure
+
+    result = measure(folder / "generator.onnx", samples=400, principal=2, candidates=4, progress=lambda m: None)
+    directions_path(folder / "generator.onnx").write_text(json.dumps(result))
     return folder
 
 
