@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from core.errors import UserError
+
 
 def _default_mode() -> int:
     umask = os.umask(0)
@@ -19,9 +21,15 @@ def atomic_write(path: str | Path, write: Callable[[str], None], make_parents: b
 
     A crash (even kill -9) leaves the old file or the new one at `path`, never a torn one; two
     writers never share a temporary file. The file gets the usual permissions (0666 less the umask),
-    not mkstemp's 0600, so shared run folders and served files stay readable.
+    not mkstemp's 0600, so shared run folders and served files stay readable. A path that exists and
+    is not a regular file (/dev/null, a pipe) is written in place: renaming over it would replace it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file")
+    if path.exists() and not path.is_file():  # /dev/null, a pipe: write into it; renaming over it would replace it
+        write(str(path))
+        return path
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -29,6 +29,7 @@ from demo.registry import Registry  # noqa: E402
 from demo.settings import Settings  # noqa: E402
 from demo.sweeper import WorkDir  # noqa: E402
 
+WEB = Path(__file__).resolve().parent / "web"  # the in-browser page (README: "In the browser")
 PSI_LABEL = "Truncation psi, in (0, 2] (1 = off; lower = cleaner, less varied)"
 
 
@@ -140,6 +141,18 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
     return app
 
 
+def serve_edge(app: gr.Blocks, models: Path) -> None:
+    """The in-browser page at /edge/ and the model files it loads at /models/ (call after launch).
+
+    Static mounts on the running server: the page is plain files, so any static file server can
+    serve demo/web/ and demo/models/ side by side in the same way.
+    """
+    from fastapi.staticfiles import StaticFiles
+
+    app.server_app.mount("/edge", StaticFiles(directory=WEB, html=True), name="edge")
+    app.server_app.mount("/models", StaticFiles(directory=models), name="models")
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("httpx", "gradio_client"):
@@ -172,7 +185,9 @@ def main() -> int:
     # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
     # The app keeps no per-session state, so a few hundred recent sessions are plenty.
     app.launch(server_name=settings.host, server_port=settings.port, show_error=True,
-               state_session_capacity=settings.sessions)
+               state_session_capacity=settings.sessions, prevent_thread_lock=True)
+    serve_edge(app, registry.folder)
+    app.block_thread()
     return 0
 
 

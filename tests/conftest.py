@@ -123,7 +123,7 @@ def served(tiny_models):
     from gradio_client import Client
 
     from core.system import free_port
-    from demo.app import build_app
+    from demo.app import build_app, serve_edge
     from demo.registry import Registry
     from demo.settings import Settings
 
@@ -131,6 +131,7 @@ def served(tiny_models):
     app = build_app(registry, Settings(max_count=50, file_ttl_s=600))
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    serve_edge(app, tiny_models)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     yield client, registry, port
     app.close()

@@ -194,3 +194,12 @@ def test_no_file_over_450_lines():
     long = [f"{p.relative_to(ROOT)}: {n}" for pkg in (*PACKAGES, "tests") for p in _files(pkg)
             if (n := len(p.read_text().splitlines())) > 450]
     assert long == []
+
+
+def test_atomic_write_never_replaces_a_device_or_a_folder(tmp_path):
+    import stat
+
+    atomic_write_bytes("/dev/null", b"discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device, not a regular file
+    with pytest.raises(UserError, match="is a folder"):
+        atomic_write_bytes(tmp_path, b"x")

@@ -1,0 +1,201 @@
+// The in-browser page: the shipped ONNX generator on onnxruntime-web (vendor/, no CDN), faces,
+// grids and morphs made on the visitor's device from the same seeds as the Python runtime.
+import { MAX_SEED, checkSeed, latents, randn, slerp } from "./latents.js";
+
+const t0 = performance.now();
+const FACE = 64;
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let ort = null;
+let backend = "wasm";
+let model = null;  // { name, session, zDim, inputName, bytes, seconds }
+
+function showError(message) { $("error").textContent = message; }
+function clearError() { $("error").textContent = ""; }
+
+async function fetchOk(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`could not load ${url} (HTTP ${r.status})`);
+  return r;
+}
+
+async function gunzip(response) {  // the vendored .wasm is gzipped; any static server can serve it
+  return await new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+}
+
+async function hasWebGPU() {
+  if (!navigator.gpu || params.get("backend") === "wasm") return false;
+  const vendored = await fetch("vendor/ort.webgpu.bundle.min.mjs", { method: "HEAD" }).then((r) => r.ok, () => false);
+  return vendored && (await navigator.gpu.requestAdapter().catch(() => null)) !== null;
+}
+
+async function loadRuntime() {
+  // WebGPU where the browser has it and its build is vendored (scripts/vendor_web.py --webgpu); WebAssembly otherwise.
+  backend = (await hasWebGPU()) ? "webgpu" : "wasm";
+  ort = await import(backend === "webgpu" ? "./vendor/ort.webgpu.bundle.min.mjs" : "./vendor/ort.wasm.bundle.min.mjs");
+  const wasm = backend === "webgpu" ? "ort-wasm-simd-threaded.asyncify.wasm.gz" : "ort-wasm-simd-threaded.wasm.gz";
+  ort.env.wasm.wasmBinary = await gunzip(await fetchOk(`vendor/${wasm}`));
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+}
+
+async function loadModel(name) {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`model name ${JSON.stringify(name.slice(0, 40))} is not valid`);
+  const start = performance.now();
+  const bytes = new Uint8Array(await (await fetchOk(`../models/${name}.onnx`)).arrayBuffer());
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend] });
+  const meta = session.inputMetadata?.[0];
+  const zDim = meta?.shape?.[1];
+  if (!Number.isInteger(zDim)) throw new Error(`${name}.onnx does not say its z size`);
+  model = { name, session, zDim, inputName: session.inputNames[0], bytes: bytes.length,
+            seconds: (performance.now() - start) / 1000 };
+  $("status").textContent = `${name}: ${(bytes.length / 1e6).toFixed(1)} MB, z ${zDim}, on ${backend} ` +
+    `(${model.seconds.toFixed(2)} s to load)`;
+}
+
+// numpy's rint: round half to even, as core/images.py's to_uint8.
+function rint(v) {
+  const r = Math.round(v);
+  return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// z [n * zDim] -> n faces as RGBA bytes [n][64 * 64 * 4].
+async function render(z, n) {
+  const input = new ort.Tensor("float32", z, [n, model.zDim]);
+  const out = (await model.session.run({ [model.inputName]: input }))[model.session.outputNames[0]];
+  const x = out.data;
+  const plane = FACE * FACE;
+  const faces = [];
+  for (let k = 0; k < n; k++) {
+    const rgba = new Uint8ClampedArray(plane * 4);
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) {
+        const v = Math.min(1, Math.max(-1, x[k * 3 * plane + c * plane + p]));
+        rgba[p * 4 + c] = rint((v + 1) * 127.5);
+      }
+      rgba[p * 4 + 3] = 255;
+    }
+    faces.push(rgba);
+  }
+  return faces;
+}
+
+async function faces(seeds, psi = 1) {
+  return render(latents(seeds, model.zDim, psi), seeds.length);
+}
+
+function draw(canvas, rgba, x, y, scale) {
+  const tile = document.createElement("canvas");
+  tile.width = tile.height = FACE;
+  tile.getContext("2d").putImageData(new ImageData(rgba, FACE, FACE), 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tile, x, y, FACE * scale, FACE * scale);
+}
+
+function readPsi() {
+  const psi = Number($("psi").value);
+  if (!(psi > 0 && psi <= 2)) throw new Error(`psi must be in (0, 2], got ${JSON.stringify($("psi").value.slice(0, 20))}`);
+  return psi;
+}
+
+function readInt(id, name, lo, hi) {
+  const v = Number($(id).value);
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new Error(`${name} must be a whole number from ${lo} to ${hi}`);
+  return v;
+}
+
+function seedList(text) {
+  const seeds = String(text).split(",").map((s) => checkSeed(s, "seeds"));
+  if (seeds.length < 2 || seeds.length > 16) throw new Error("a morph needs 2 to 16 seeds, e.g. 3,7,11");
+  return seeds;
+}
+
+async function act(fn) {
+  clearError();
+  try { await fn(); } catch (e) { showError(e.message); }
+}
+
+async function showFace() {
+  const seed = checkSeed($("seed").value);
+  const psi = readPsi();
+  const start = performance.now();
+  const [rgba] = await faces([seed], psi);
+  draw($("face"), rgba, 0, 0, 4);
+  $("face-info").textContent = `seed ${seed}: ${(performance.now() - start).toFixed(0)} ms`;
+  $("face").dataset.seed = String(seed);
+  if (window.edge.coldStartMs === null) window.edge.coldStartMs = performance.now() - t0;
+}
+
+async function showGrid() {
+  const start = checkSeed($("grid-start").value, "start seed");
+  const rows = readInt("grid-rows", "rows", 1, 8), cols = readInt("grid-cols", "columns", 1, 8);
+  if (start + rows * cols - 1 > MAX_SEED) throw new Error(`start seed too large: the grid would pass ${MAX_SEED}`);
+  const seeds = Array.from({ length: rows * cols }, (_, i) => start + i);
+  const t = performance.now();
+  const tiles = await faces(seeds, readPsi());
+  const canvas = $("grid");
+  canvas.width = cols * 66 + 2; canvas.height = rows * 66 + 2;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "white"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  tiles.forEach((rgba, i) => draw(canvas, rgba, 2 + (i % cols) * 66, 2 + Math.floor(i / cols) * 66, 1));
+  $("grid-info").textContent = `${seeds.length} faces in ${(performance.now() - t).toFixed(0)} ms`;
+}
+
+let morphTimer = null;
+async function showMorph() {
+  const seeds = seedList($("morph-seeds").value);
+  const per = readInt("morph-frames", "frames per step", 2, 60);
+  const psi = readPsi();
+  const keys = seeds.map((s) => latents([s], model.zDim, psi));
+  const z = [];
+  for (let k = 0; k + 1 < keys.length; k++) {
+    for (let f = 0; f < per; f++) z.push(slerp(keys[k], keys[k + 1], f / per));
+  }
+  z.push(keys[keys.length - 1]);
+  const flat = new Float32Array(z.length * model.zDim);
+  z.forEach((row, i) => flat.set(row, i * model.zDim));
+  const t = performance.now();
+  const frames = await render(flat, z.length);
+  $("morph-info").textContent = `${frames.length} frames in ${(performance.now() - t).toFixed(0)} ms`;
+  clearInterval(morphTimer);
+  let i = 0;
+  morphTimer = setInterval(() => { draw($("morph"), frames[i], 0, 0, 4); i = (i + 1) % frames.length; }, 1000 / 15);
+}
+
+// Faces per second at a batch size, for bench/edge_speed.py.
+async function bench(batch, seconds = 2) {
+  const z = latents(Array.from({ length: batch }, (_, i) => i), model.zDim);
+  const input = new ort.Tensor("float32", z, [batch, model.zDim]);
+  await model.session.run({ [model.inputName]: input });  // warm-up
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() - start < seconds * 1000) {
+    await model.session.run({ [model.inputName]: input });
+    n += batch;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+window.edge = { randn, latents, checkSeed, faces, bench, coldStartMs: null, backend: () => backend,
+                model: () => model && { name: model.name, bytes: model.bytes, zDim: model.zDim, seconds: model.seconds } };
+window.edge.ready = (async () => {
+  try {
+    await loadRuntime();
+    await loadModel(params.get("model") || "edge-w64");
+    $("model").value = model.name;
+    await showFace();
+  } catch (e) {
+    showError(e.message);
+    throw e;
+  }
+})();
+
+$("go").addEventListener("click", () => act(showFace));
+$("seed").addEventListener("keydown", (e) => { if (e.key === "Enter") act(showFace); });
+$("random").addEventListener("click", () => act(async () => {
+  $("seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+  await showFace();
+}));
+$("grid-go").addEventListener("click", () => act(showGrid));
+$("morph-go").addEventListener("click", () => act(showMorph));
+$("model").addEventListener("change", () => act(async () => { await loadModel($("model").value); await showFace(); }));

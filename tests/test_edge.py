@@ -1,0 +1,130 @@
+"""The in-browser page in headless Chromium: the runtime is vendored at the pinned version, seeds give
+numpy's latents, seed 42's face matches Python's within the model's parity gate, from a plain static
+file server and from the running app, and bad input gets a clear message."""
+import functools
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.seeds import latents
+from core.system import free_port
+from tests.conftest import ROOT
+
+WEB = ROOT / "demo" / "web"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def test_runtime_is_vendored_at_the_pinned_version():
+    pinned = json.loads((WEB / "package.json").read_text())["dependencies"]["onnxruntime-web"]
+    lock = json.loads((WEB / "package-lock.json").read_text())
+    record = json.loads((WEB / "vendor" / "VERSION.json").read_text())
+    assert record["onnxruntime-web"] == pinned == lock["packages"]["node_modules/onnxruntime-web"]["version"]
+    for name, info in record["files"].items():
+        assert hashlib.sha256((WEB / "vendor" / name).read_bytes()).hexdigest() == info["sha256"], name
+    for page_file in ("app.js", "latents.js", "index.html"):  # everything is loaded from beside the page
+        assert "https://" not in (WEB / page_file).read_text() and "http://" not in (WEB / page_file).read_text()
+
+
+@pytest.fixture(scope="module")
+def static_server():
+    """`python -m http.server -d demo` in a thread: demo/web/ and demo/models/ side by side."""
+    handler = functools.partial(Quiet, directory=str(ROOT / "demo"))
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_function("() => window.edge && window.edge.coldStartMs !== null", timeout=120_000)
+    assert errors == []
+    return page
+
+
+@needs_chromium
+def test_latents_equal_numpy_for_many_seeds(browser, static_server):
+    page = open_page(browser, f"{static_server}/web/")
+    seeds = list(range(200)) + [2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1, 123456789]
+    got = page.evaluate("(seeds) => seeds.map((s) => Array.from(window.edge.randn(s, 100)))", seeds)
+    for s, row in zip(seeds, got):
+        ref = np.random.RandomState(s).randn(100)
+        np.testing.assert_allclose(row, ref, rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(np.float32(row), ref.astype(np.float32))
+    z = page.evaluate("() => Array.from(window.edge.latents([42, 7], 100, 0.5))")
+    np.testing.assert_array_equal(np.float32(z), latents([42, 7], 100, 0.5).reshape(-1))
+
+
+@needs_chromium
+def test_seed_42_matches_python_from_a_static_server(browser, static_server):
+    from demo.engine import Engine
+
+    page = open_page(browser, f"{static_server}/web/")
+    assert page.evaluate("() => window.edge.model().name") == "edge-w64"
+    browser_face = np.array(page.evaluate("async () => Array.from((await window.edge.faces([42]))[0])"), np.uint8)
+    browser_face = browser_face.reshape(64, 64, 4)[..., :3]
+    engine = Engine.load(ROOT / "demo" / "models" / "edge-w64.onnx", "cpu")
+    python_face = engine.faces([42])[0]
+    diff = np.abs(browser_face.astype(int) - python_face.astype(int)) / 127.5  # pixels in [-1, 1] units
+    assert diff.max() <= 0.35 and diff.mean() <= 0.05  # the int8 parity gate (export/onnx_export.py)
+    page.fill("#seed", "4294967296")
+    page.click("#go")
+    assert "from 0 to 4294967295" in page.locator("#error").inner_text()
+    page.fill("#seed", "abc")
+    page.click("#go")
+    assert "must be a whole number" in page.locator("#error").inner_text()
+    page.fill("#seed", "7")
+    page.click("#go")
+    page.wait_for_function("() => document.querySelector('#face').dataset.seed === '7'")
+    assert page.locator("#error").inner_text() == ""
+    page.fill("#grid-rows", "2")
+    page.click("#grid-go")
+    page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('16 faces')")
+    page.fill("#morph-seeds", "3")
+    page.click("#morph-go")
+    assert "2 to 16 seeds" in page.locator("#error").inner_text()
+    page.fill("#morph-seeds", "3,7")
+    page.fill("#morph-frames", "4")
+    page.click("#morph-go")
+    page.wait_for_function("() => document.querySelector('#morph-info').textContent.includes('5 frames')")
+
+
+@needs_chromium
+def test_the_app_serves_the_page_and_its_models(browser, served):
+    _, registry, port = served
+    page = open_page(browser, f"http://127.0.0.1:{port}/edge/?model=generator")
+    face = np.array(page.evaluate("async () => Array.from((await window.edge.faces([42]))[0])"), np.uint8)
+    python_face = registry.get("generator").faces([42])[0]
+    assert np.abs(face.reshape(64, 64, 4)[..., :3].astype(int) - python_face.astype(int)).max() <= 2  # fp32 model
+    page.goto(f"http://127.0.0.1:{port}/edge/?model=missing")
+    page.wait_for_function("() => document.querySelector('#error').textContent.length > 0", timeout=60_000)
+    assert "could not load ../models/missing.onnx (HTTP 404)" in page.locator("#error").inner_text()
+    page.close()
