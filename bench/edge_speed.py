@@ -19,10 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.ort import open_session  # noqa: E402
 from core.seeds import latents  # noqa: E402
 from core.system import cpu_name, free_port  # noqa: E402
-from core.ort import open_session  # noqa: E402
 from demo.engine import MODELS_DIR  # noqa: E402
+
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import UserError
-from core.files import sha256_file
+from core.files import atomic_write, sha256_file
 from core.images import digest, make_grid, png_batch, seed_filename, to_uint8
 from core.limits import FACE
 from core.ort import open_session
@@ -179,9 +178,8 @@ class Engine:
         out = Path(out)
         t0 = time.perf_counter()
         digests: set[bytes] = set()
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        os.close(fd)
-        try:
+
+        def write(tmp: str) -> None:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
                 pending: tuple[list[int], Future] | None = None  # the batch being encoded
                 start = 0
@@ -194,10 +192,7 @@ class Engine:
                     pending = (batch_seeds, encoded)
                 self._flush(zf, pending)
                 zf.writestr("manifest.json", json.dumps(self.manifest(seeds, psi, edits), indent=2))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(out, write)
         seconds = time.perf_counter() - t0
         return {"path": str(out), "count": len(seeds), "distinct": len(digests), "seconds": seconds,
                 "images_per_s": len(seeds) / max(seconds, 1e-9), "provider": self.provider}

@@ -178,9 +178,8 @@ class Handlers:
             f"- Provider in use: **{c['provider']}**{note}",
             f"- Steering: {', '.join(engine.directions.names) if engine.directions else engine.directions_note}",
         ]
-        for key in ("notes",):
-            if entry.card.get(key):
-                lines.append(f"- {entry.card[key]}")
+        if entry.card.get("notes"):
+            lines.append(f"- Notes: {entry.card['notes']}")
         if c["model_card"]:
             lines.append(f"\n{c['model_card']}")
         return "\n".join(lines)

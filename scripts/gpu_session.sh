@@ -3,16 +3,15 @@
 # for its 100 epochs and the candidate recipes one after another within a fixed budget, and pack
 # what comes back into at most 8 files of at most 16 MiB (64 MiB in all).
 #
-# On this project's lent H200 (the device tool), what travels is at most 64 MiB with the data, so:
-#   here:  mkdir -p data .offload && cp ../shared/data/anime-faces-64-compact.zip data/
-#          printf '/data/\n/.offload/\n' >> .git/info/exclude
-#          mv demo/models/*.onnx .offload/          # the shipped models need not travel
-#   call:  run(command="bash scripts/gpu_session.sh", carry=["data"], timeout_s=600)
-#   here:  mv .offload/*.onnx demo/models/
-#          python scripts/gpu_pack.py unpack <files_at> --runs runs/gpu
-#          SHIP=1 bash scripts/ship_model.sh runs/gpu/<best candidate> generator fp16 "<label>"
-#          bash scripts/ship_model.sh runs/gpu/seed-dcgan seed-dcgan fp16 "<label>"   # SHIP=1 for the menu
-# Anywhere else with a CUDA GPU: bash scripts/gpu_session.sh, then the unpack step on $OUT.
+#   mkdir -p data && cp ../shared/data/anime-faces-64-compact.zip data/    # the WebP copy, 49 MiB
+#   bash scripts/gpu_session.sh                                            # on the GPU machine
+#   python scripts/gpu_pack.py unpack <the files from $OUT> --runs runs/gpu  # back here
+#   SHIP=1 bash scripts/ship_model.sh runs/gpu/<best candidate> generator fp16 "<label>"
+#   SHIP=1 bash scripts/ship_model.sh runs/gpu/seed-dcgan seed-dcgan fp16 "<label>"
+#
+# Where everything sent to the GPU machine must fit 64 MiB (the data included), keep the shipped
+# models and the browser runtime here for the call: list data/ and .offload/ in .git/info/exclude,
+# `mv demo/models/*.onnx demo/web/vendor .offload/` before and move them back after; send data/ along.
 #
 # Settings (environment): MINUTES total training minutes (9), SEED_MINUTES cap for the seed recipe (3.5;
 # 100 epochs take about 2.5 at 16,000 images/s), CANDIDATES ("resnet r3"; each gets an equal share of

@@ -4,6 +4,8 @@ README's comparison table from every card and report under docs/models/.
     python scripts/model_card.py card --run runs/best --build build/best --variant fp16 \\
         --label "H200 best" --notes "..." --out demo/models/generator.json
     python scripts/model_card.py table          # markdown rows for README's comparison
+    python scripts/model_card.py figure         # docs/models/comparison.png: every model's seeds 0-63
+    python scripts/model_card.py figure --picture losses.png --out docs/models/losses.png
 
 A card holds what the app's About tab and the README show: recipe, architecture and size, training
 (epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
@@ -67,20 +69,47 @@ def make_card(run: Path, build: Path, variant: str, label: str, notes: str, ship
 
 def table(docs: Path = ROOT / "docs" / "models") -> str:
     """One markdown row per measured model (docs/models/NAME/card.json), best FID first."""
+    shipped = {json.loads(p.read_text()).get("sha256"): p.stem for p in (ROOT / "demo" / "models").glob("*.json")
+               if not p.name.endswith(".directions.json")}
     rows = []
     for path in sorted(docs.glob("*/card.json")):
         c = json.loads(path.read_text())
+        menu = f"`{shipped[c['sha256']]}`" if c["sha256"] in shipped else "not shipped"
         e = c["evaluation"].get(c["variant"]) or next(iter(c["evaluation"].values()), None)
         t = c["training"]
         rows.append((e["fid"] if e else 1e9, (
-            f"| `{path.parent.name}` | {c['recipe']['name']} ({c['arch']['name']}) | {c['g_parameters'] / 1e6:.1f} M | "
-            f"{c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {t['epochs']} | {t['steps']:,} | "
+            f"| `{path.parent.name}` | {menu} | {c['recipe']['name']} ({c['arch']['name']}) | "
+            f"{c['g_parameters'] / 1e6:.1f} M | {c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {t['epochs']:.1f} | "
+            f"{t['steps']:,} | "
             f"{t['seconds'] / 60:.1f} min, {t['hardware']} | "
             + (f"**{e['fid']:.2f}** | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |" if e else "- | - | - |")
             + f" [grid](docs/models/{path.parent.name}/samples.png), [losses](docs/models/{path.parent.name}/losses.png) |")))
-    head = ("| model | recipe (G) | G parameters | file | epochs | steps | training | FID-5k | near duplicates of 1,000 | "
-            "memorisation | pictures |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = ("| run | in the app | recipe (G) | G parameters | file | epochs | steps | training | FID-5k | "
+            "near duplicates of 1,000 | memorisation | pictures |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" / "models") -> None:
+    """One picture of every measured model (its grid of seeds 0-63, or its loss curves) side by side,
+    best FID first, each titled with its FID."""
+    from PIL import Image, ImageDraw
+
+    from core.images import save_png
+
+    cards = []
+    for path in docs.glob("*/card.json"):
+        c = json.loads(path.read_text())
+        e = c["evaluation"].get(c["variant"]) or next(iter(c["evaluation"].values()))
+        cards.append((e["fid"], path.parent.name, Image.open(path.parent / picture).convert("RGB")))
+    cards.sort()
+    w, h = max(c[2].width for c in cards), max(c[2].height for c in cards)
+    sheet = Image.new("RGB", (len(cards) * (w + 10) - 10, h + 28), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (fid, name, img) in enumerate(cards):
+        sheet.paste(img, (i * (w + 10), 28))
+        draw.text((i * (w + 10) + 4, 8), f"{name}: FID-5k {fid:.2f}", fill="black")
+    save_png(sheet, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--shipped", type=Path, help="the shipped .onnx (its size and sha256 go in the card)")
     c.add_argument("--out", type=Path, required=True)
     sub.add_parser("table")
+    f = sub.add_parser("figure")
+    f.add_argument("--out", type=Path, default=ROOT / "docs" / "models" / "comparison.png")
+    f.add_argument("--picture", default="samples.png", choices=["samples.png", "losses.png"])
     a = p.parse_args(argv)
     if a.cmd == "table":
         print(table())
+        return 0
+    if a.cmd == "figure":
+        figure(a.out, a.picture)
+        print(f"wrote {a.out}")
         return 0
     card = make_card(a.run, a.build, a.variant, a.label, a.notes, a.shipped)
     atomic_write_text(a.out, json.dumps(card, indent=2) + "\n", make_parents=True)

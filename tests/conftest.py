@@ -23,6 +23,8 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="anime-gan-tests-"))
 os.environ["GRADIO_TEMP_DIR"] = str(_SCRATCH / "gradio")
 os.environ["TMPDIR"] = tempfile.tempdir = str(_SCRATCH / "tmp")
 Path(tempfile.tempdir).mkdir()
+os.environ["MPLCONFIGDIR"] = str(_SCRATCH / "matplotlib")  # matplotlib's font cache, not in the home folder
+os.environ["ANIME_GAN_CACHE"] = str(_SCRATCH / "fid-cache")  # FID reference statistics
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.pop("ANIME_GAN_MODEL", None)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, make_folder
 from core.dataset import DataError, dataset_fingerprint, list_images, load_images
+from tests.conftest import SHARED_DATA, make_folder
 
 
 def test_folder_nested_and_mixed_formats(tmp_path):

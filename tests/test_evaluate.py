@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import blob_image, make_folder
 from core.dataset import DataError
 from metrics import diversity, fid
 from metrics.report import evaluate
+from tests.conftest import blob_image, make_folder
 from trainer import evaluate as ev
 
 

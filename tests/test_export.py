@@ -17,19 +17,32 @@ from trainer.train import main as train_main
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "8", "--log-every", "1", "--quiet"]
 
 
-def trained_generator(seed: int = 0) -> Generator:
-    """A small G with non-trivial BatchNorm statistics, as after training."""
-    torch.manual_seed(seed)
-    g = Generator(16, 8)
+def as_trained(g: torch.nn.Module) -> torch.nn.Module:
+    """G with non-trivial BatchNorm statistics and affine parameters, as after training."""
     g.train()
     with torch.no_grad():
         for _ in range(5):
-            g(torch.randn(32, 16) * 2)
+            g(torch.randn(32, g.z_dim) * 2)
     for m in g.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
     return g.eval()
+
+
+def trained_generator(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return as_trained(Generator(16, 8))
+
+
+def assert_folds(g: torch.nn.Module) -> torch.nn.Module:
+    """The folded copy has no BatchNorm left and computes the same function."""
+    folded = fold_batchnorm(g)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.from_numpy(latents(range(32), g.z_dim))
+    with torch.no_grad():
+        assert torch.allclose(g(z), folded(z), atol=1e-5)
+    return folded
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
@@ -49,11 +62,8 @@ def test_each_recipe_exports_with_parity(tmp_path, blobs, recipe):
 
 def test_folded_and_unfolded_graphs_agree():
     g = trained_generator()
-    folded = fold_batchnorm(g)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    folded = assert_folds(g)
     z = torch.from_numpy(latents(range(32), 16))
-    with torch.no_grad():
-        assert torch.allclose(g(z), folded(z), atol=1e-5)
     plain = ox.to_onnx_fp32(g, 16)
     fold = ox.to_onnx_fp32(folded, 16)
     assert "BatchNormalization" not in [n.op_type for n in fold.graph.node]
@@ -146,27 +156,17 @@ def test_bad_inputs_exit_non_zero_with_one_line(tmp_path, tiny_run, capsys):
 def trained_resnet(norm: str = "batch") -> torch.nn.Module:
     torch.manual_seed(3)
     g = resnet.Generator(z_dim=16, width=4, cap=32, norm=norm)
-    g.train()
-    with torch.no_grad():
-        for _ in range(3):
-            g(torch.randn(16, 16))
-    for m in g.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-        if norm == "none" and isinstance(m, torch.nn.Conv2d):
-            m.weight.data.normal_(0, 0.1)  # leave the zero-initialised residual branches
-    return g.eval()
+    if norm == "none":
+        for m in g.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.data.normal_(0, 0.1)  # leave the zero-initialised residual branches
+    return as_trained(g)
 
 
 @pytest.mark.parametrize("norm", ["batch", "none"])
 def test_resnet_generator_folds_and_exports_with_parity(tmp_path, norm):
     g = trained_resnet(norm)
-    folded = fold_batchnorm(g)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    z = torch.from_numpy(latents(range(32), 16))
-    with torch.no_grad():
-        assert torch.allclose(g(z), folded(z), atol=1e-5)
+    folded = assert_folds(g)
     fp32 = ox.to_onnx_fp32(folded, 16)
     ops = {n.op_type for n in fp32.graph.node}
     assert "BatchNormalization" not in ops and {"Conv", "ConvTranspose", "Resize"} <= ops
@@ -191,3 +191,15 @@ def test_trainer_samples_equal_the_exported_models_faces(tmp_path, tiny_run):
     ours = make_grid(Engine.load(out, "cpu").faces(range(64)), cols=8)
     assert grid.shape == ours.shape
     assert np.abs(grid.astype(int) - ours.astype(int)).max() <= 1  # fp32 ONNX vs PyTorch rounding
+
+
+def test_a_truncated_checkpoint_is_one_complete_line(tmp_path, tiny_run, capsys):
+    cut = tmp_path / "cut" / "Generator.pth"
+    cut.parent.mkdir()
+    data = (tiny_run / "Generator.pth").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    (cut.parent / "generator.json").write_text((tiny_run / "generator.json").read_text())
+    assert main(["--checkpoint", str(cut), "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a readable PyTorch file (truncated or damaged?)" in err
+    assert len(err) < 500  # cut at a word, marked [...], never mid-sentence (core.errors.shorten, tested there)
