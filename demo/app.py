@@ -153,6 +153,11 @@ def serve_edge(app: gr.Blocks, models: Path) -> None:
     app.server_app.mount("/models", StaticFiles(directory=models), name="models")
 
 
+def _stop(*_) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM while shutting down changes nothing
+    sys.exit(0)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("httpx", "gradio_client"):
@@ -180,7 +185,7 @@ def main() -> int:
           f"provider: {engine.provider}{note}", flush=True)
     app = build_app(registry, settings)
     atexit.register(app.work.close)  # stopping the app leaves no files behind
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM runs the atexit clean-up too
+    signal.signal(signal.SIGTERM, _stop)  # SIGTERM runs the atexit clean-up too
     # Gradio keeps a copy of the page's configuration for each of the last state_session_capacity
     # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
     # The app keeps no per-session state, so a few hundred recent sessions are plenty.
