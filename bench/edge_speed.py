@@ -7,6 +7,7 @@ first face, and faces per second at batch 1 and 16 in headless Chromium (Debian'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import json
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -24,14 +26,27 @@ from core.seeds import latents  # noqa: E402
 from core.system import cpu_name, free_port  # noqa: E402
 from demo.engine import MODELS_DIR  # noqa: E402
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one here
+# Headless, no GPU, and no background connections (this machine's network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+@contextlib.contextmanager
+def static_server(folder: Path = ROOT / "demo") -> Iterator[str]:
+    """`python -m http.server -d demo` in a thread: demo/web/ and demo/models/ side by side; yields its URL."""
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
 
 
 def python_rate(model: Path, batch: int, seconds: float, threads: int = 0) -> float:
@@ -54,31 +69,24 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--shot", type=Path, help="also save a screenshot of the page")
     a = p.parse_args(argv)
-    handler = functools.partial(Quiet, directory=str(ROOT / "demo"))
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     web = ROOT / "demo" / "web"
     weight = {"js": sum(f.stat().st_size for f in [web / "app.js", web / "latents.js", web / "index.html",
                                                     web / "vendor" / "ort.wasm.bundle.min.mjs"]),
               "wasm_gz": (web / "vendor" / "ort-wasm-simd-threaded.wasm.gz").stat().st_size,
               "model": (MODELS_DIR / f"{a.model}.onnx").stat().st_size}
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=ARGS)
-            page = browser.new_page(viewport={"width": 1000, "height": 1300})
-            page.goto(f"http://127.0.0.1:{port}/web/?model={a.model}")
-            page.wait_for_function("() => window.edge && window.edge.coldStartMs !== null", timeout=120_000)
-            cold = page.evaluate("() => window.edge.coldStartMs")
-            backend = page.evaluate("() => window.edge.backend()")
-            rates = {b: page.evaluate(f"() => window.edge.bench({b}, {a.seconds})") for b in (1, 16)}
-            if a.shot:
-                page.click("#grid-go")
-                page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('faces')")
-                page.screenshot(path=str(a.shot), full_page=True)
-            browser.close()
-    finally:
-        server.shutdown()
+    with static_server() as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1300})
+        page.goto(f"{url}/web/?model={a.model}")
+        page.wait_for_function("() => window.edge && window.edge.coldStartMs !== null", timeout=120_000)
+        cold = page.evaluate("() => window.edge.coldStartMs")
+        backend = page.evaluate("() => window.edge.backend()")
+        rates = {b: page.evaluate(f"() => window.edge.bench({b}, {a.seconds})") for b in (1, 16)}
+        if a.shot:
+            page.click("#grid-go")
+            page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('faces')")
+            page.screenshot(path=str(a.shot), full_page=True)
+        browser.close()
     model = MODELS_DIR / f"{a.model}.onnx"
     result = {"model": a.model, "cpu": cpu_name(), "backend": backend, "page_bytes": weight,
               "cold_start_ms": round(cold), "browser_faces_per_s": {str(b): round(r, 1) for b, r in rates.items()},

@@ -46,6 +46,12 @@ def check_seed(value: object, name: str = "seed") -> int:
     return check_int(value, name, 0, MAX_SEED)
 
 
+def check_span(start: int, count: int, name: str = "start seed") -> None:
+    """`count` consecutive seeds from `start` must stay within 0..2^32-1."""
+    if start + count - 1 > MAX_SEED:
+        raise UserError(f"{name} too large: {count} seeds from {start} would pass {MAX_SEED}")
+
+
 def check_psi(value: object, name: str = "psi") -> float:
     """Truncation psi in (0, 2]: z is scaled toward the origin; 1 = off."""
     lo, hi = LIMITS.psi

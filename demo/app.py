@@ -103,7 +103,7 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
             m_go.click(fn["morph"], [m_seeds, m_frames, m_fmt, m_psi, model], [m_anim, m_file, m_frames_out],
                        api_name="morph", concurrency_id="morph", concurrency_limit=1)
         with gr.Tab("Steer"):
-            names = handlers.slider_names()
+            names = handlers.slider_names
             if not names:
                 gr.Markdown("No model here has steering directions (export/directions.py measures them).")
             with gr.Row():

@@ -22,7 +22,14 @@ from core.files import atomic_write, sha256_file
 from core.images import digest, make_grid, png_batch, seed_filename, to_uint8
 from core.limits import FACE
 from core.ort import open_session
-from core.seeds import LATENT_RULE, check_psi, check_seed, compress_seeds, latents, morph_latents
+from core.seeds import (
+    LATENT_RULE,
+    check_psi,
+    check_seed,
+    compress_seeds,
+    latents,
+    morph_latents,
+)
 from core.steering import Directions, directions_path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -125,11 +132,14 @@ class Engine:
             raise EngineError(f"{self.model_path.name} cannot be steered: {self.directions_note}")
         return self.directions.check(spec) if isinstance(spec, dict) else self.directions.parse(spec)
 
-    def latents(self, seeds: Sequence[int], psi: float = 1.0, edits: dict[str, float] | None = None) -> np.ndarray:
-        """The project's latent rule, truncated by psi, then moved along the edits' directions."""
-        z = latents([check_seed(s) for s in seeds], self.z_dim, check_psi(psi))
+    def steer(self, z: np.ndarray, edits: object) -> np.ndarray:
+        """Latents moved along the edits' directions (checked here); unchanged without edits."""
         edits = self.edits(edits)
         return self.directions.apply(z, edits) if edits else z
+
+    def latents(self, seeds: Sequence[int], psi: float = 1.0, edits: dict[str, float] | None = None) -> np.ndarray:
+        """The project's latent rule, truncated by psi, then moved along the edits' directions."""
+        return self.steer(latents([check_seed(s) for s in seeds], self.z_dim, check_psi(psi)), edits)
 
     def faces(self, seeds: Sequence[int], psi: float = 1.0, batch_size: int = 64,
               progress: Progress | None = None, edits: dict[str, float] | None = None) -> np.ndarray:
@@ -159,9 +169,7 @@ class Engine:
             raise EngineError("a morph needs at least two seeds")
         if frames < 2:
             raise EngineError("a morph needs at least 2 frames")
-        z = morph_latents(seeds, frames, self.z_dim, check_psi(psi))
-        edits = self.edits(edits)
-        return self.render(self.directions.apply(z, edits) if edits else z)
+        return self.render(self.steer(morph_latents(seeds, frames, self.z_dim, check_psi(psi)), edits))
 
     # ------------------------------------------------------------------ zips
 
@@ -183,7 +191,8 @@ class Engine:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
                 pending: tuple[list[int], Future] | None = None  # the batch being encoded
                 start = 0
-                for imgs in self.batches(self.latents(seeds, psi, edits), batch_size, progress):
+                z = self.steer(latents(seeds, self.z_dim, psi), edits)  # seeds, psi and edits checked above
+                for imgs in self.batches(z, batch_size, progress):
                     batch_seeds = seeds[start:start + len(imgs)]
                     start += len(imgs)
                     digests.update(digest(img) for img in imgs)

@@ -22,10 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from core import limits  # noqa: E402
 from core.errors import UserError, quote  # noqa: E402
 from core.files import atomic_write_bytes  # noqa: E402
-from core.images import digest, png_batch, save_animation, save_png, seed_filename, upscale  # noqa: E402
+from core.images import (  # noqa: E402
+    digest,
+    png_batch,
+    save_animation,
+    save_png,
+    seed_filename,
+    upscale,
+)
 from core.limits import FACE, LIMITS, in_range  # noqa: E402
 from core.ort import plan as providers  # noqa: E402
-from core.seeds import check_psi, check_seed, parse_seeds  # noqa: E402
+from core.seeds import check_psi, check_seed, check_span, parse_seeds  # noqa: E402
 from demo.registry import Registry  # noqa: E402
 
 MORPH_SCALE = 2  # morph frames are enlarged twice unless --upscale says otherwise
@@ -68,18 +75,17 @@ def pick_seeds(a: argparse.Namespace) -> list[int]:
     if a.count is not None:
         count = in_range(a.count, "--count", 1, LIMITS.cli_faces)
         start = check_seed(a.start, "--start")
-        if start + count - 1 > LIMITS.max_seed:
-            raise UserError(f"--start {start} with --count {count} would pass seed {LIMITS.max_seed}")
+        check_span(start, count, "--start")
         return list(range(start, start + count))
     return parse_seeds("0-999" if a.seeds is None else a.seeds, LIMITS.cli_faces, "--seeds")
 
 
 def parse_grid(spec: str) -> tuple[int, int]:
+    """'8x8' -> (8, 8); plan() checks the sizes against the limits."""
     try:
         rows, cols = (int(x) for x in spec.lower().split("x"))
     except ValueError:
         raise UserError(f"--grid must look like 8x8, got {quote(spec)}") from None
-    limits.check_grid(rows, cols)
     return rows, cols
 
 
@@ -196,7 +202,7 @@ def run(a: argparse.Namespace) -> int:
     else:  # batch by batch, so memory stays flat for any count
         digests, done = set(), 0
         for imgs in engine.batches(engine.latents(seeds, psi, edits), a.batch_size, update):
-            for s, img, data in zip(seeds[done:], imgs, png_batch(imgs)):
+            for s, img, data in zip(seeds[done:done + len(imgs)], imgs, png_batch(imgs)):
                 atomic_write_bytes(out / seed_filename(s), data)
                 digests.add(digest(img))
             done += len(imgs)

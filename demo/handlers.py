@@ -18,7 +18,14 @@ from core import limits
 from core.errors import UserError, quote
 from core.images import make_grid, save_animation, save_png, upscale
 from core.limits import LIMITS
-from core.seeds import MAX_SEED, check_int, check_psi, check_seed, parse_seeds
+from core.seeds import (
+    MAX_SEED,
+    check_int,
+    check_psi,
+    check_seed,
+    check_span,
+    parse_seeds,
+)
 from demo import memory
 from demo.registry import Registry
 from demo.sweeper import WorkDir
@@ -44,22 +51,22 @@ def rejects(endpoint: str) -> Callable:
     return wrap
 
 
-def check_span(start: int, count: int, name: str = "start seed") -> None:
-    if start + count - 1 > MAX_SEED:
-        raise UserError(f"{name} too large: {count} seeds from {start} would pass {MAX_SEED}")
-
-
 class Handlers:
     def __init__(self, registry: Registry, work: WorkDir, max_count: int = LIMITS.zip_faces):
         self.models, self.work, self.max_count = registry, work, max_count
 
     # ------------------------------------------------------------------ single faces
 
-    def face(self, seed, psi, model=None):
+    def _one(self, seed, psi, model, edits=None):
+        """(seed, psi, checked edits, the face, its PNG file) for one seed of one model."""
         s, p = check_seed(seed), check_psi(psi)
         engine = self.models.get(model)
-        img = engine.face(s, p)
-        path = save_png(img, self.work.new(f"seed_{s:010d}", ".png"))
+        e = engine.edits(edits)
+        img = engine.face(s, p, e)
+        return s, p, e, img, save_png(img, self.work.new(f"seed_{s:010d}{'_steered' if e else ''}", ".png"))
+
+    def face(self, seed, psi, model=None):
+        s, p, _, img, path = self._one(seed, psi, model)
         return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · 64x64 PNG below"
 
     def random_face(self, psi, model=None):
@@ -117,17 +124,12 @@ class Handlers:
 
     def steer(self, seed, psi, edits, model=None):
         """One face moved along the model's directions; edits as text (API) or {name: strength} (sliders)."""
-        s, p = check_seed(seed), check_psi(psi)
-        engine = self.models.get(model)
-        e = engine.edits(edits)
-        img = engine.face(s, p, e)
-        path = save_png(img, self.work.new(f"seed_{s:010d}_steered", ".png"))
+        s, p, e, img, path = self._one(seed, psi, model, edits)
         moves = ", ".join(f"{k} {v:+g}" for k, v in e.items()) or "no edit"
         return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · {moves}"
 
     def steer_sliders(self, seed, psi, model, *strengths):
-        names = self.slider_names()
-        return self.steer(seed, psi, dict(zip(names, strengths)), model)
+        return self.steer(seed, psi, dict(zip(self.slider_names, strengths)), model)
 
     def strip(self, seed, direction, psi, model=None):
         """Seven faces of one seed along one direction, from -3 to +3."""
@@ -141,8 +143,10 @@ class Handlers:
         return upscale(img, 2), str(path), (f"**Seed {s}** along `{direction}`, from {-STRIP_SPAN:g} to "
                                             f"{STRIP_SPAN:+g} in {len(faces)} steps")
 
+    @functools.cached_property
     def slider_names(self) -> list[str]:
-        """The directions of the first model that has any (the same names for every shipped model)."""
+        """The directions of the first model that has any (the same names for every shipped model),
+        found once: the Steer tab's sliders are made from them and must keep matching them."""
         for name in self.models.names():
             try:
                 d = self.models.get(name).directions

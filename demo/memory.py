@@ -32,14 +32,9 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> bool:
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
-    ok = True
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        ok &= libc.mallopt(_M_ARENA_MAX, arenas) == 1
-    else:
-        ok = False
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)  # a fixed threshold: big buffers go back on free
-    return bool(ok)
+    return "MALLOC_ARENA_MAX" not in os.environ and libc.mallopt(_M_ARENA_MAX, arenas) == 1
 
 
 def release() -> None:

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -12,18 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from edge_speed import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from load import start_app, stop_app  # noqa: E402
 
 
 def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
     tmp = tempfile.TemporaryDirectory(prefix="anime-gan-shot-")  # the app's work files and log
     server, url, _ = start_app(Path(tmp.name), ttl=60, users=1, model=None)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.goto(url, wait_until="networkidle")
             page.fill("#seed input", str(seed))

@@ -1,13 +1,13 @@
 """The page in headless Chromium (Debian's package, driven by Playwright): click, see a face, screenshot."""
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from bench.edge_speed import CHROMIUM, CHROMIUM_ARGS
+
 SHOT = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent / "artifacts"))
 
 
@@ -17,9 +17,7 @@ def test_page_generates_a_face(served):
 
     _, _, port = served
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
         page.click("#random")

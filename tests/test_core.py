@@ -13,7 +13,15 @@ from core import limits
 from core.errors import UserError, quote, shorten
 from core.files import atomic_write, atomic_write_bytes
 from core.images import png_batch
-from core.seeds import check_int, check_psi, check_seed, compress_seeds, latents, parse_seeds, slerp
+from core.seeds import (
+    check_int,
+    check_psi,
+    check_seed,
+    compress_seeds,
+    latents,
+    parse_seeds,
+    slerp,
+)
 from tests.conftest import ROOT
 
 

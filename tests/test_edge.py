@@ -1,30 +1,19 @@
 """The in-browser page in headless Chromium: the runtime is vendored at the pinned version, seeds give
 numpy's latents, seed 42's face matches Python's within the model's parity gate, from a plain static
 file server and from the running app, and bad input gets a clear message."""
-import functools
 import hashlib
-import http.server
 import json
-import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.edge_speed import CHROMIUM, CHROMIUM_ARGS
+from bench.edge_speed import static_server as serve_demo
 from core.seeds import latents
-from core.system import free_port
 from tests.conftest import ROOT
 
 WEB = ROOT / "demo" / "web"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 
@@ -41,13 +30,9 @@ def test_runtime_is_vendored_at_the_pinned_version():
 
 @pytest.fixture(scope="module")
 def static_server():
-    """`python -m http.server -d demo` in a thread: demo/web/ and demo/models/ side by side."""
-    handler = functools.partial(Quiet, directory=str(ROOT / "demo"))
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
+    """`python -m http.server -d demo`: demo/web/ and demo/models/ side by side."""
+    with serve_demo() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +40,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

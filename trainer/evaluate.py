@@ -38,29 +38,29 @@ def load_sampler(path: str | Path, device: str = "cpu") -> tuple[Sampler, int, d
         inp = s.session.get_inputs()[0]
         return ((lambda z: s.session.run(None, {inp.name: np.ascontiguousarray(z, np.float32)})[0]),
                 int(inp.shape[1]), {"kind": "onnx", "path": str(path), "provider": s.provider})
-    import torch
-
     from trainer.generator_io import load_generator
 
-    g, info = load_generator(path)
+    g, _ = load_generator(path)
+    return torch_sampler(g, device), g.z_dim, {"kind": "pytorch", "path": str(path), "provider": device.upper()}
+
+
+def torch_sampler(g, device) -> Sampler:
+    """z -> images through a PyTorch generator in eval mode on `device`."""
+    import torch
+
     g = g.to(device).eval()
 
     def sample(z: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return g(torch.from_numpy(z).to(device)).float().cpu().numpy()
-    return sample, g.z_dim, {"kind": "pytorch", "path": str(path), "provider": device.upper()}
+    return sample
 
 
 def fid_of_torch_generator(g, data: str | Path, n: int = 5000, ref_n: int = 10000, device: str = "cpu") -> dict:
     """FID only, for the trainer's --eval-every (same cached reference as the full report)."""
-    import torch
-
     from metrics.report import fid_only
 
-    def sample(z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return g(torch.from_numpy(z).to(device)).float().cpu().numpy()
-    return fid_only(sample, g.z_dim, data, n, ref_n, str(device))
+    return fid_only(torch_sampler(g, device), g.z_dim, data, n, ref_n, str(device))
 
 
 def main(argv: list[str] | None = None) -> int:
