@@ -60,7 +60,7 @@ def main() -> None:
         fp32 = ox.to_onnx_fp32(fold_batchnorm(g), z_dim)
         paths = {}
         for v in ("fp32", "fp16", "int8"):
-            res = ox.write_verified(g, ox.VARIANTS[v](fp32, z_dim), v, Path(tmp) / f"g-{v}.onnx", card)
+            res = ox.write_verified(g, ox.VARIANTS[v](fp32, z_dim, 0), v, Path(tmp) / f"g-{v}.onnx", card)
             assert res.passed, res.message
             paths[v] = res.path
         rows = []

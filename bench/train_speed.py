@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,9 @@ import torch  # noqa: E402
 
 from trainer.options import parse_args, recipe_from_args  # noqa: E402
 from trainer.run_files import device_name  # noqa: E402
-from trainer.train import Trainer, epoch_permutation  # noqa: E402
+from trainer.run_state import RunState  # noqa: E402
+from trainer.step import epoch_permutation, real_batch, train_step  # noqa: E402
+from trainer.train import class_labels  # noqa: E402
 
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
 SETTINGS = {"fp32": [], "tf32": [], "bf16": ["--bf16"], "cl": ["--channels-last"], "compile": ["--compile"]}
@@ -62,32 +63,31 @@ def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device
     flags = [f for part in setting.split("+") for f in SETTINGS[part]] + (["--no-tf32"] if setting == "fp32" else [])
     args = parse_args(["--data", "unused", "--quiet", "--recipe", recipe_name, "--device", device, *flags, *extra])
     recipe = recipe_from_args(args)
-    with tempfile.TemporaryDirectory() as out:
-        t = Trainer(recipe, images, Path(out), args, {"path": "random", "images": len(images)})
-        perm = epoch_permutation(len(images), 0, 0).to(t.device)
-        usable = t.batches_per_epoch - recipe.n_critic + 1
+    t = RunState(recipe, images, args, {"path": "random", "images": len(images)}, *class_labels(recipe, images))
+    perm = epoch_permutation(len(images), 0, 0).to(t.device)
+    usable = t.batches_per_epoch - recipe.n_critic + 1
 
-        def step(i: int) -> None:
-            k = (i * recipe.n_critic) % usable
-            t.train_step([t.real_batch(perm, k + j) for j in range(recipe.n_critic)])
+    def step(i: int) -> None:
+        k = (i * recipe.n_critic) % usable
+        train_step(t, [real_batch(t, perm, k + j) for j in range(recipe.n_critic)])
 
-        cuda = t.device.type == "cuda"
-        for i in range(3):  # warm-up: cuDNN autotuning, compilation, allocator
+    cuda = t.device.type == "cuda"
+    for i in range(3):  # warm-up: cuDNN autotuning, compilation, allocator
+        step(i)
+    if cuda:
+        torch.cuda.synchronize()
+    with count_host_reads() as reads, warnings.catch_warnings(record=True) as syncs:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        t0 = time.perf_counter()
+        for i in range(steps):
             step(i)
         if cuda:
+            torch.cuda.set_sync_debug_mode("default")
             torch.cuda.synchronize()
-        with count_host_reads() as reads, warnings.catch_warnings(record=True) as syncs:
-            warnings.simplefilter("always")
-            if cuda:
-                torch.cuda.set_sync_debug_mode("warn")
-            t0 = time.perf_counter()
-            for i in range(steps):
-                step(i)
-            if cuda:
-                torch.cuda.set_sync_debug_mode("default")
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-        cuda_syncs = sum("synchroniz" in str(w.message) for w in syncs) if cuda else None
+        dt = time.perf_counter() - t0
+    cuda_syncs = sum("synchroniz" in str(w.message) for w in syncs) if cuda else None
     per_step = recipe.n_critic * recipe.batch_size
     return {"recipe": recipe_name, "setting": setting + ("" if t.speed_flags["compile"] or "compile" not in setting
                                                          else " (compile failed: eager)"),

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
+from core.attributes import measure_attributes  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.files import atomic_write_text, sha256_file  # noqa: E402
 from core.images import to_uint8  # noqa: E402
@@ -34,41 +35,9 @@ from core.ort import open_session  # noqa: E402
 from core.seeds import latents  # noqa: E402
 from core.steering import directions_path  # noqa: E402
 
-HAIR = (slice(1, 17), slice(8, 56))           # the top of the face: mostly hair
-CORNERS = [(slice(0, 8), slice(0, 8)), (slice(0, 8), slice(56, 64)), (slice(56, 64), slice(0, 8)),
-           (slice(56, 64), slice(56, 64))]
-FAMILIES = {"hair_blonde": 50.0, "hair_red": 5.0, "hair_blue": 220.0, "hair_pink": 325.0}  # hue centres, degrees
 FIT_SEEDS = range(2_000_000, 2_000_000 + 10_000)   # disjoint from seeds 0-9999 that metrics use
 TEST_SEEDS = range(3_000_000, 3_000_000 + 256)
 STEP = 2.0
-
-
-def hsv(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint8 [..., 3] -> hue in degrees, saturation and value in [0, 1]."""
-    rgb = images.astype(np.float32) / 255
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    mx, mn = rgb.max(-1), rgb.min(-1)
-    d = mx - mn
-    safe = np.where(d > 1e-6, d, 1)
-    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60
-    return np.where(d > 1e-6, h, 0.0), np.where(mx > 0, d / np.maximum(mx, 1e-6), 0.0), mx
-
-
-def measure_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Pseudo-labels of uint8 faces [N, 64, 64, 3]: one float per face and attribute."""
-    h, s, v = hsv(images)
-    hair = (slice(None), *HAIR)
-    out = {}
-    for name, centre in FAMILIES.items():
-        # how much of the hair is vivid and of this hue: cos^4 keeps about +-35 degrees around the centre
-        closeness = np.maximum(0, np.cos(np.radians(h[hair] - centre))) ** 4
-        out[name] = (closeness * s[hair] * v[hair]).mean(axis=(1, 2))
-    out["hair_dark"] = 1 - v[hair].mean(axis=(1, 2))
-    lum = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255
-    out["brightness"] = lum.mean(axis=(1, 2))
-    out["background_light"] = np.mean([lum[:, a, b].mean(axis=(1, 2)) for a, b in CORNERS], axis=0)
-    out["saturation"] = s.mean(axis=(1, 2))
-    return out
 
 
 class Model:

@@ -39,15 +39,30 @@ class ExportError(UserError):
 
 # ----------------------------------------------------------------------------- building the graphs
 
+def class_inputs(n: int, n_classes: int) -> np.ndarray | None:
+    """The classes paired with n latents for parity and calibration: every class in turn."""
+    return (np.arange(n) % n_classes).astype(np.int64) if n_classes else None
+
+
+def feeds(z: np.ndarray, classes: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {"z": z} if classes is None else {"z": z, "class": classes}
+
+
 def to_onnx_fp32(model: nn.Module, z_dim: int, opset: int = 17) -> onnx.ModelProto:
+    """The generator as ONNX: input `z` float [batch, z_dim] (and, for a conditional one, `class`
+    int64 [batch]), output `image` float [batch, 3, 64, 64] in [-1, 1]."""
     buf = io.BytesIO()
+    n_classes = getattr(model, "n_classes", 0)
+    args = (torch.zeros(2, z_dim),) + ((torch.zeros(2, dtype=torch.long),) if n_classes else ())
+    names = ["z", "class"][:len(args)]
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which needs the extra
         # onnxscript package; for this plain conv stack both give the same graph.
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.zeros(2, z_dim),), buf, dynamo=False, opset_version=opset,
-                          input_names=["z"], output_names=["image"],
-                          dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}}, do_constant_folding=True)
+        torch.onnx.export(model.eval(), args, buf, dynamo=False, opset_version=opset,
+                          input_names=names, output_names=["image"],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, "image": {0: "batch"}},
+                          do_constant_folding=True)
     m = onnx.load_from_string(buf.getvalue())
     m.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 3
     return onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
@@ -67,15 +82,15 @@ def to_fp16(fp32: onnx.ModelProto) -> onnx.ModelProto:
 class _LatentReader:
     """Calibration data for static quantisation: latents from seeds disjoint from the parity seeds."""
 
-    def __init__(self, z_dim: int, n: int = 512, batch: int = 64):
-        z = latents(range(100_000, 100_000 + n), z_dim)
-        self._it = iter([{"z": z[i:i + batch]} for i in range(0, n, batch)])
+    def __init__(self, z_dim: int, n_classes: int = 0, n: int = 512, batch: int = 64):
+        z, y = latents(range(100_000, 100_000 + n), z_dim), class_inputs(n, n_classes)
+        self._it = iter([feeds(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, n, batch)])
 
     def get_next(self):
         return next(self._it, None)
 
 
-def to_int8(fp32: onnx.ModelProto, z_dim: int) -> onnx.ModelProto:
+def to_int8(fp32: onnx.ModelProto, z_dim: int, n_classes: int = 0) -> onnx.ModelProto:
     import logging
 
     convs = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "ConvTranspose")]
@@ -83,27 +98,27 @@ def to_int8(fp32: onnx.ModelProto, z_dim: int) -> onnx.ModelProto:
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint meant for CNN classifiers
     try:
-        return _quantize(fp32, z_dim, convs)
+        return _quantize(fp32, z_dim, n_classes, convs)
     finally:
         root.setLevel(level)
 
 
-def _quantize(fp32: onnx.ModelProto, z_dim: int, convs: list[str]) -> onnx.ModelProto:
+def _quantize(fp32: onnx.ModelProto, z_dim: int, n_classes: int, convs: list[str]) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(fp32, src)
         # The last convolution makes the pixels: quantising it costs the most quality, so it stays float.
-        quantize_static(src, dst, _LatentReader(z_dim), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(src, dst, _LatentReader(z_dim, n_classes), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=convs[-1:])
         return onnx.load(dst)
 
 
-VARIANTS: dict[str, Callable[[onnx.ModelProto, int], onnx.ModelProto]] = {
-    "fp32": lambda m, z: m,
-    "fp16": lambda m, z: to_fp16(m),
+VARIANTS: dict[str, Callable[[onnx.ModelProto, int, int], onnx.ModelProto]] = {   # (fp32 graph, z_dim, classes)
+    "fp32": lambda m, z, c: m,
+    "fp16": lambda m, z, c: to_fp16(m),
     "int8": to_int8,
 }
 
@@ -114,7 +129,8 @@ VARIANTS: dict[str, Callable[[onnx.ModelProto, int], onnx.ModelProto]] = {
 def parity(g: nn.Module, model: onnx.ModelProto, z_dim: int) -> list[dict]:
     """Max and mean |PyTorch - onnxruntime| over 256 seeds, per provider and batch size."""
     z = latents(PARITY_SEEDS, z_dim)
-    ref = g.eval()(torch.from_numpy(z)).numpy()
+    y = class_inputs(len(z), getattr(g, "n_classes", 0))
+    ref = g.eval()(torch.from_numpy(z), None if y is None else torch.from_numpy(y)).numpy()
     data = model.SerializeToString()
     rows = []
     for device in usable_devices():
@@ -123,7 +139,8 @@ def parity(g: nn.Module, model: onnx.ModelProto, z_dim: int) -> list[dict]:
         except UserError:  # CUDA built in but unusable here (no libraries): the CPU figures stand alone
             continue
         for b in PARITY_BATCHES:
-            out = np.concatenate([s.session.run(None, {"z": z[i:i + b]})[0] for i in range(0, len(z), b)])
+            out = np.concatenate([s.session.run(None, feeds(z[i:i + b], None if y is None else y[i:i + b]))[0]
+                                  for i in range(0, len(z), b)])
             diff = np.abs(out.astype(np.float64) - ref)
             rows.append({"provider": s.provider, "batch": b, "max_abs": float(diff.max()), "mean_abs": float(diff.mean())})
     return rows
@@ -161,7 +178,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
                               | {"name": Path(str(card.get("dataset", {}).get("path", ""))).name}),
         "latent_rule": LATENT_RULE, "variant": variant, "exporter": f"anime-gan export {EXPORTER_VERSION}",
         "torch": torch.__version__, "parity": json.dumps(rows), "model_card": card.get("model_card", ""),
-        "g_parameters": str(parameters),
+        "g_parameters": str(parameters), "classes": json.dumps(list(card.get("classes") or [])),
     }
     if fid:
         meta["fid"] = json.dumps({k: fid[k] for k in ("fid", "protocol", "floor") if k in fid})

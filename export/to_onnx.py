@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for v in variants:
             out = a.out if a.only else variant_path(a.out, v)
-            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim), v, out, card, fid_of(v)))
+            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim, getattr(g, "n_classes", 0)), v, out, card,
+                                          fid_of(v)))
     except (UserError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

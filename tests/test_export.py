@@ -88,7 +88,7 @@ def test_edge_variants_pass_their_gates_and_are_smaller(tmp_path, variant):
     card = {"arch": {"name": "dcgan", "z_dim": 16, "g_width": 8}, "recipe": {"name": "t"}}
     fp32 = ox.to_onnx_fp32(fold_batchnorm(g), 16)
     base = ox.write_verified(g, fp32, "fp32", tmp_path / "g.onnx", card)
-    res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16), variant, tmp_path / f"g-{variant}.onnx", card)
+    res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16, 0), variant, tmp_path / f"g-{variant}.onnx", card)
     assert res.passed, res.message
     assert res.bytes < base.bytes * (0.6 if variant == "fp16" else 0.45)
     assert max(r["max_abs"] for r in res.parity) <= ox.TOLERANCE[variant]
@@ -172,7 +172,7 @@ def test_resnet_generator_folds_and_exports_with_parity(tmp_path, norm):
     assert "BatchNormalization" not in ops and {"Conv", "ConvTranspose", "Resize"} <= ops
     card = {"arch": g.arch(), "recipe": {"name": "t"}}
     for variant in ("fp32", "fp16", "int8"):
-        res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16), variant, tmp_path / f"g-{variant}.onnx", card)
+        res = ox.write_verified(g, ox.VARIANTS[variant](fp32, 16, 0), variant, tmp_path / f"g-{variant}.onnx", card)
         assert res.passed, res.message
     meta = ox.read_metadata(tmp_path / "g-fp32.onnx")
     assert json.loads(meta["architecture"]) == g.arch() and meta["g_parameters"] == str(sum(p.numel() for p in g.parameters()))

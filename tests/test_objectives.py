@@ -92,13 +92,13 @@ def test_r1_r2_penalty_matches_a_hand_computed_value():
     class Linear(torch.nn.Module):
         def forward(self, x):
             return (x * w).flatten(1).sum(1)
-    r = get_recipe("r3", r1_gamma=0.5, r2_gamma=0.25, reg_every=1)
+    r = get_recipe("r3", loss_params={"r1_gamma": 0.5, "r2_gamma": 0.25, "reg_every": 1})
     obj = objectives.objective_for(r)
     real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
     pen = obj.d_penalty(Linear(), real, fake, step=0)
     expected = (0.5 / 2 + 0.25 / 2) * float((w ** 2).sum())
     assert pen.item() == pytest.approx(expected, rel=1e-6)
-    lazy = objectives.objective_for(get_recipe("r3", r1_gamma=0.5, r2_gamma=0.25, reg_every=4))
+    lazy = objectives.objective_for(get_recipe("r3", loss_params={"r1_gamma": 0.5, "r2_gamma": 0.25, "reg_every": 4}))
     assert lazy.d_penalty(Linear(), real, fake, step=1) is None
     assert lazy.d_penalty(Linear(), real, fake, step=8).item() == pytest.approx(4 * expected, rel=1e-6)
 
@@ -119,8 +119,12 @@ def test_rpgan_losses_are_relativistic():
     obj = objectives.objective_for(get_recipe("r3"))
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])
     assert obj.d_loss(real, fake).item() == pytest.approx(float(F.softplus(torch.tensor([-2.0, 0.0])).mean()))
-    assert obj.g_loss(fake, real).item() == pytest.approx(float(F.softplus(torch.tensor([2.0, 0.0])).mean()))
-    assert obj.relativistic and not objectives.objective_for(get_recipe("best")).relativistic
+    asked = []
+    assert obj.g_loss(fake, lambda: asked.append(1) or real).item() == pytest.approx(
+        float(F.softplus(torch.tensor([2.0, 0.0])).mean()))
+    assert asked == [1]  # the relativistic G term scores the real batch itself
+    hinge = objectives.objective_for(get_recipe("best"))
+    assert hinge.g_loss(fake, lambda: pytest.fail("hinge's G loss needs no real scores")).item() == 0.0
 
 
 def test_wgan_clips_after_each_d_step():
@@ -135,3 +139,61 @@ def test_unknown_loss_is_a_clear_error():
 
     with pytest.raises(UserError, match="unknown loss 'bce'"):
         objectives.objective_for(get_recipe("best", loss="bce"))
+    with pytest.raises(UserError, match="loss hinge has no parameter gp_lambda"):
+        objectives.objective_for(get_recipe("best", loss_params={"gp_lambda": 1.0}))
+
+
+def test_each_loss_owns_its_flags():
+    """Every objective's Params field is a trainer flag; a flag of another loss is a one-line error."""
+    from core.errors import UserError
+    from trainer.options import parse_args, recipe_from_args
+
+    r = recipe_from_args(parse_args(["--data", "x", "--recipe", "r3", "--r1-gamma", "0.5", "--reg-every", "4"]))
+    assert r.loss_params == {"r1_gamma": 0.5, "r2_gamma": 2.0, "reg_every": 4}
+    r = recipe_from_args(parse_args(["--data", "x", "--recipe", "seed-dcgan", "--real-label", "0.9,1.0"]))
+    assert r.loss_params["real_label"] == (0.9, 1.0) and r.loss_params["fake_label"] == (0.0, 0.3)
+    with pytest.raises(UserError, match="--gp-lambda is a parameter of loss wgan-gp, not of hinge"):
+        recipe_from_args(parse_args(["--data", "x", "--recipe", "best", "--gp-lambda", "5"]))
+
+
+def test_old_flat_recipes_move_their_loss_fields():
+    from trainer.config import Recipe
+
+    r = Recipe.from_dict({"name": "old", "loss": "rpgan", "r1_gamma": 0.05, "r2_gamma": 0.05, "reg_every": 4,
+                          "clip": 0.0, "gp_lambda": 0.0, "real_label": [1.0, 1.0]})
+    assert r.loss_params == {"r1_gamma": 0.05, "r2_gamma": 0.05, "reg_every": 4}
+    assert objectives.objective_for(r).p.reg_every == 4
+
+
+def test_three_pair_loss_matches_a_hand_computation():
+    """The seed report's CGAN: D's loss is the real pair's term plus half the generated pair's and
+    half the wrong-class pair's (mismatch 0.5), here with BCE on hand-picked probabilities."""
+    from trainer.step import score_groups  # noqa: F401  (the trainer's path; checked end to end below)
+
+    obj = objectives.objective_for(get_recipe("cgan"))
+    real, fake, wrong = torch.tensor([0.9, 0.6]), torch.tensor([0.2, 0.4]), torch.tensor([0.7, 0.1])
+    m = get_recipe("cgan").mismatch
+    loss = (1 - m) * obj.d_loss(real, fake) + m * obj.d_loss(real, wrong)
+    by_hand = (-(math.log(0.9) + math.log(0.6)) / 2
+               - 0.5 * (math.log(0.8) + math.log(0.6)) / 2 - 0.5 * (math.log(0.3) + math.log(0.9)) / 2)
+    assert m == 0.5 and loss.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_schedules_follow_a_cosine_then_hold():
+    from types import SimpleNamespace
+
+    from trainer.step import apply_schedules
+
+    r = get_recipe("r3")
+    obj = objectives.objective_for(r)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0, betas=(0.0, 0.5))
+    s = SimpleNamespace(r=r, objective=obj, opt_g=opt, opt_d=opt, images_seen=0)
+    apply_schedules(s)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-4) and obj.p.r1_gamma == pytest.approx(2.0)
+    assert opt.param_groups[0]["betas"] == (0.0, pytest.approx(0.9))
+    s.images_seen = 10_000_000  # halfway: the cosine's midpoint
+    apply_schedules(s)
+    assert obj.p.r1_gamma == pytest.approx(1.1) and opt.param_groups[0]["lr"] == pytest.approx(1.25e-4)
+    s.images_seen = 10**9  # past the end: held
+    apply_schedules(s)
+    assert obj.p.r2_gamma == pytest.approx(0.2) and opt.param_groups[0]["betas"][1] == pytest.approx(0.99)

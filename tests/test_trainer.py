@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.attributes import HAIR_CLASSES
 from core.seeds import latents
 from tests.conftest import ROOT
 from trainer import objectives
@@ -46,8 +47,9 @@ def test_each_recipe_trains_and_writes_loadable_outputs(tmp_path, blobs, recipe)
     assert {"G", "D", "EMA", "opt_g", "opt_d", "rng_cpu", "epoch", "step"} <= set(ckpt)
     assert (out / "losses.png").stat().st_size > 0 and [p.name for p in (out / "samples").glob("*.png")] == [
         "step_0000002.png"]  # written at the end, not after every epoch
+    assert card["classes"] == (HAIR_CLASSES if r.classes else []) and g.n_classes == len(card["classes"])
     with torch.no_grad():
-        img = g(torch.zeros(2, r.z_dim))
+        img = g(torch.zeros(2, r.z_dim), torch.tensor([0, 3]) if g.n_classes else None)
     assert img.shape == (2, 3, 64, 64) and img.abs().max() <= 1
 
 
@@ -63,7 +65,7 @@ def test_seed_architecture_matches_the_report():
     assert isinstance(d.net[-1], torch.nn.Sigmoid)
     r = get_recipe("seed-dcgan")
     assert (r.lr_g, r.lr_d, r.beta1, r.beta2, r.batch_size) == (2e-3, 2e-3, 0.5, 0.999, 128)
-    assert r.real_label == (0.7, 1.12) and r.fake_label == (0.0, 0.3)
+    assert r.loss_params == {"real_label": (0.7, 1.12), "fake_label": (0.0, 0.3)}
 
 
 def test_overrides_reach_the_recipe(tmp_path, blobs):
@@ -128,7 +130,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_files(tmp_path, blobs, capsys
     assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--max-steps", "2", *TINY]) == 0
     good_g = (out / "Generator.pth").read_bytes()
     good_ckpt = (out / "checkpoint.pt").read_bytes()
-    monkeypatch.setattr(objectives.Hinge, "g_loss", lambda self, fake, real=None: -fake.mean() * float("nan"))
+    monkeypatch.setattr(objectives.Hinge, "g_loss", lambda self, fake, score_real: -fake.mean() * float("nan"))
     assert main(["--resume", str(out), "--max-steps", "4", *TINY[-3:]]) == 2
     assert "non-finite loss_g at step 3" in capsys.readouterr().err
     assert (out / "Generator.pth").read_bytes() == good_g
@@ -244,19 +246,23 @@ def test_the_step_loop_reads_nothing_back_from_the_device(blobs, tmp_path):
     from bench.train_speed import count_host_reads
     from core.dataset import load_images
     from trainer.options import parse_args, recipe_from_args
-    from trainer.train import Trainer, epoch_permutation
+    from trainer.run_state import RunState
+    from trainer.step import apply_schedules, epoch_permutation, real_batch, train_step
+    from trainer.train import class_labels
 
     images, _ = load_images(blobs)
-    for recipe in ("seed-dcgan", "best", "wgan-gp", "resnet", "r3"):
+    for recipe in ("seed-dcgan", "best", "wgan-gp", "resnet", "r3", "sngan", "cgan", "cgan-best"):
         args = parse_args(["--data", "x", "--recipe", recipe, *TINY, "--batch-size", "8"])
-        t = Trainer(recipe_from_args(args), images, tmp_path, args, {"path": "x"})
+        r = recipe_from_args(args)
+        t = RunState(r, images, args, {"path": "x"}, *class_labels(r, images))
         perm = epoch_permutation(len(images), 0, 0)
         with count_host_reads() as reads:
             for i in range(2):
-                t.train_step([t.real_batch(perm, (i * t.r.n_critic + j) % t.batches_per_epoch)
-                              for j in range(t.r.n_critic)])
+                apply_schedules(t)
+                train_step(t, [real_batch(t, perm, (i * t.r.n_critic + j) % t.batches_per_epoch)
+                               for j in range(t.r.n_critic)])
         assert reads == [], (recipe, reads[:3])
-        assert np.isfinite(t._sums.numpy()).all()
+        assert np.isfinite(t.sums.numpy()).all()
 
 
 def test_compile_failure_falls_back_to_eager(blobs, tmp_path, monkeypatch, caplog):

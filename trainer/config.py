@@ -1,15 +1,19 @@
-"""Every recipe in one place: networks, objective, optimiser, averaging and augmentation.
+"""Every recipe in one place: networks, objective, optimiser, averaging, augmentation, schedules.
 
 A recipe is a plain dataclass, so any field can be overridden from the command line (`--lr`,
-`--g-width`, ...) and is written verbatim into `generator.json` and `checkpoint.pt`.
+`--g-width`, ...) and is written verbatim into `generator.json` and `checkpoint.pt`. The loss's
+own hyperparameters live in `loss_params` (each objective declares them in trainer/objectives.py).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import UserError
 from trainer.ema import half_life_kimg_of_decay
+
+# Fields of recipes written before objectives owned their hyperparameters: they move into loss_params.
+_OLD_LOSS_FIELDS = ("real_label", "fake_label", "clip", "gp_lambda", "r1_gamma", "r2_gamma", "reg_every")
 
 
 @dataclass
@@ -18,22 +22,20 @@ class Recipe:
     description: str = ""
     source: str = ""
     # Networks (trainer/networks).
-    g_arch: str = "dcgan"       # dcgan | resnet
-    d_arch: str = "dcgan"       # dcgan | resnet
+    g_arch: str = "dcgan"       # a registered generator: dcgan | resnet
+    d_arch: str = "dcgan"       # a registered discriminator: dcgan | resnet
     z_dim: int = 100
     g_width: int = 128          # dcgan: G channels 8w, 4w, 2w, w (w=128 is the seed's 1024-512-256-128); resnet: channels at 64 px
     g_norm: str = "batch"       # batch | none (resnet only)
     d_width: int = 64           # dcgan: D channels w, 2w, 4w, 8w; resnet: channels at 32 px, doubling
     d_norm: str = "batch"       # dcgan: batch | layer | none | spectral; resnet: spectral | none
-    # Objective (trainer/objectives.py).
+    attention: bool = False     # resnet: SAGAN self-attention at 32x32 in G and D
+    # Classes (conditional GANs): a class set from core/attributes.py ("" = unconditional).
+    classes: str = ""
+    mismatch: float = 0.0       # share of D's fake-side pairs that are real images with a wrong class (0.5: the seed report's three pairs)
+    # Objective (trainer/objectives.py) and its own hyperparameters.
     loss: str = "seed-bce"      # seed-bce | wgan | wgan-gp | hinge | rpgan
-    real_label: tuple[float, float] = (1.0, 1.0)   # seed-bce: target for real images, drawn U(a, b) once per batch
-    fake_label: tuple[float, float] = (0.0, 0.0)
-    clip: float = 0.0           # wgan: weight clipping; 0 = off
-    gp_lambda: float = 0.0      # wgan-gp: gradient penalty weight
-    r1_gamma: float = 0.0       # rpgan: R1 penalty on real images
-    r2_gamma: float = 0.0       # rpgan: R2 penalty on generated images
-    reg_every: int = 1          # rpgan: apply R1/R2 every N D steps (scaled by N)
+    loss_params: dict = field(default_factory=dict)
     # Optimiser.
     optimizer: str = "adam"     # adam | rmsprop
     lr_g: float = 2e-4
@@ -48,6 +50,9 @@ class Recipe:
     ema_rampup: float = 0.05    # half-life at most this times the images seen (StyleGAN2's ramp)
     diffaug: str = ""           # comma list of color,translation,cutout; "" = off
     flip: bool = True           # random horizontal flips of real images
+    # Schedules: {"kimg": K, "lr_g": [start, end], "beta2": [...], "<loss parameter>": [...]}, cosine over K
+    # thousand images, then held at the end value; {} = constant.
+    schedule: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -57,6 +62,12 @@ class Recipe:
         d = dict(d)
         if "ema_decay" in d and "ema_kimg" not in d:  # files from before half-lives: the same averaging speed
             d["ema_kimg"] = half_life_kimg_of_decay(float(d["ema_decay"]), int(d.get("batch_size", 128)))
+        if "loss_params" not in d:  # files from before objectives owned their hyperparameters
+            from trainer.objectives import OBJECTIVES
+
+            params = OBJECTIVES[d.get("loss", "seed-bce")].Params
+            mine = {f.name for f in dataclasses.fields(params)}
+            d["loss_params"] = {k: d[k] for k in _OLD_LOSS_FIELDS if k in d and k in mine}
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**d)
@@ -68,22 +79,23 @@ RECIPES: dict[str, Recipe] = {
         description="The seed report's DCGAN exactly: BCE with noisy labels (real U(0.7,1.12), "
                     "fake U(0,0.3)), Adam lr 0.002, non-saturating G loss -log(D(G(z))+1e-6).",
         source="Seed report; architecture from Radford et al. 2015 (DCGAN), arXiv:1511.06434",
-        lr_g=2e-3, lr_d=2e-3, loss="seed-bce", real_label=(0.7, 1.12), fake_label=(0.0, 0.3), flip=False,
+        lr_g=2e-3, lr_d=2e-3, loss="seed-bce", loss_params={"real_label": (0.7, 1.12), "fake_label": (0.0, 0.3)},
+        flip=False,
     ),
     "wgan": Recipe(
         name="wgan",
         description="Wasserstein GAN: critic without Sigmoid, weights clipped to +-0.01, "
                     "RMSprop lr 5e-5, 5 critic steps per G step.",
         source="Arjovsky et al. 2017, arXiv:1701.07875",
-        loss="wgan", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5, clip=0.01, batch_size=64,
+        loss="wgan", loss_params={"clip": 0.01}, optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5, batch_size=64,
     ),
     "wgan-gp": Recipe(
         name="wgan-gp",
         description="WGAN with gradient penalty (lambda 10) on random interpolates; critic with "
                     "layer norm instead of BatchNorm; Adam lr 1e-4 betas (0, 0.9); 5 critic steps.",
         source="Gulrajani et al. 2017, arXiv:1704.00028",
-        loss="wgan-gp", d_norm="layer", lr_g=1e-4, lr_d=1e-4, beta1=0.0, beta2=0.9,
-        n_critic=5, gp_lambda=10.0, batch_size=64,
+        loss="wgan-gp", loss_params={"gp_lambda": 10.0}, d_norm="layer", lr_g=1e-4, lr_d=1e-4, beta1=0.0,
+        beta2=0.9, n_critic=5, batch_size=64,
     ),
     "best": Recipe(
         name="best",
@@ -94,6 +106,18 @@ RECIPES: dict[str, Recipe] = {
                "Yazici et al. 2019 (EMA); DiffAugment (Zhao et al. 2020) is available via --diffaug",
         d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9,
         ema_kimg=88.7, batch_size=128,
+    ),
+    "sngan": Recipe(
+        name="sngan",
+        description="The long GPU run's recipe: SNGAN-style ResNet G (BatchNorm, 3.6 M parameters) and "
+                    "spectral-norm ResNet D (width 32, 4.9 M), hinge loss, one D step per G step, two "
+                    "time-scale Adam (G 1e-4, D 4e-4, betas (0, 0.9)), batch 256, DiffAugment "
+                    "(translation, cutout), flips, EMA half-life 100k images with the ramp.",
+        source="Miyato et al. 2018 (SNGAN, 64x64 ResNets); Heusel et al. 2017 (TTUR); Zhao et al. 2020 "
+               "(DiffAugment's translation+cutout policy, as in its BigGAN runs); Karras et al. 2020 (EMA)",
+        g_arch="resnet", d_arch="resnet", z_dim=128, g_width=32, d_width=32, d_norm="spectral",
+        loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, n_critic=1, batch_size=256,
+        ema_kimg=100.0, diffaug="translation,cutout",
     ),
     "resnet": Recipe(
         name="resnet",
@@ -108,14 +132,38 @@ RECIPES: dict[str, Recipe] = {
     ),
     "r3": Recipe(
         name="r3",
-        description="R3GAN-like: ResNet G and D without normalisation layers, relativistic pairing "
-                    "loss with R1 and R2 penalties (gamma 0.05, every 4 steps), Adam 2e-4 betas "
-                    "(0, 0.99), batch 256, EMA half-life 10k images.",
-        source="Huang et al. 2024 (R3GAN: RpGAN + R1 + R2, no normalisation); "
+        description="R3GAN-like: ResNet G and D without normalisation layers and with a "
+                    "variance-preserving initialisation, relativistic pairing loss with R1 and R2 "
+                    "every step, and R3GAN's FFHQ-64 schedules over 20M images (gamma 2 -> 0.2, "
+                    "lr 2e-4 -> 5e-5, beta2 0.9 -> 0.99, cosine), batch 256, EMA half-life 500k images "
+                    "with the ramp.",
+        source="Huang et al. 2024 (R3GAN: RpGAN + R1 + R2, no normalisation, its FFHQ-64 preset); "
                "Jolicoeur-Martineau 2018 (relativistic GANs)",
         g_arch="resnet", d_arch="resnet", z_dim=128, g_width=32, g_norm="none", d_width=64, d_norm="none",
-        loss="rpgan", r1_gamma=0.05, r2_gamma=0.05, reg_every=4, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.99,
-        batch_size=256, ema_kimg=10.0,
+        loss="rpgan", loss_params={"r1_gamma": 2.0, "r2_gamma": 2.0, "reg_every": 1}, lr_g=2e-4, lr_d=2e-4,
+        beta1=0.0, beta2=0.9, batch_size=256, ema_kimg=500.0,
+        schedule={"kimg": 20000, "lr_g": (2e-4, 5e-5), "lr_d": (2e-4, 5e-5), "beta2": (0.9, 0.99),
+                  "r1_gamma": (2.0, 0.2), "r2_gamma": (2.0, 0.2)},
+    ),
+    "cgan": Recipe(
+        name="cgan",
+        description="The seed report's conditional GAN: DCGAN networks with the hair-colour class as a "
+                    "one-hot vector beside z in G and as one-hot planes beside the image in D; D learns "
+                    "three pairs (real image + its class: real; generated image + its class: fake; real "
+                    "image + a wrong class: fake), BCE, Adam 2e-4 betas (0.5, 0.999), batch 128.",
+        source="Seed report, section 3.2; Mirza and Osindero 2014 (CGAN); Reed et al. 2016 (the "
+               "matching-aware three-pair loss); DCGAN's optimiser settings (Radford et al. 2015)",
+        classes="hair", mismatch=0.5, loss="seed-bce", lr_g=2e-4, lr_d=2e-4,
+    ),
+    "cgan-best": Recipe(
+        name="cgan-best",
+        description="The conditional GAN with the `best` recipe's training: the same class inputs and "
+                    "three pairs, a spectral-norm hinge-loss D, two time-scale Adam (D 4e-4, G 1e-4, "
+                    "betas (0, 0.9)) and an EMA of G's weights.",
+        source="Seed report section 3.2 and Reed et al. 2016 (three pairs); Miyato et al. 2018; "
+               "Heusel et al. 2017; Yazici et al. 2019",
+        classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0,
+        beta2=0.9, ema_kimg=88.7, batch_size=128,
     ),
 }
 

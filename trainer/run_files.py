@@ -1,9 +1,13 @@
-"""What a run folder holds besides checkpoints: the loss log and plot, sample grids, the card."""
+"""The output files of a run folder: checkpoint.pt, Generator.pth, generator.json, the loss log
+and plot, sample grids; and the checks that the folder can take them."""
 from __future__ import annotations
 
 import csv
+import errno
+import math
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +17,12 @@ from torch import nn
 from core.errors import UserError
 from core.files import atomic_write
 from core.images import make_grid, save_png, to_uint8
+from core.seeds import LATENT_RULE
 from core.system import cpu_name
+from trainer.checkpoint import save_json, save_torch
 
-LOSS_FIELDS = ["step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s"]
+LOSS_FIELDS = ["step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "d_acc", "images_per_s"]
+STALE_TEMP_S = 60  # a temporary file this old in a run folder is a leftover of a killed write
 
 
 def device_name(device: torch.device) -> str:
@@ -37,6 +44,62 @@ def check_writable(out: Path, need_bytes: int) -> None:
                         f"checkpoints need about {need_bytes / 1e6:.0f} MB")
 
 
+def remove_stale_temporaries(out: Path, older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Temporary files a killed write left in the run folder (atomic_write's `.NAME.XXXX.tmp`)."""
+    removed, now = [], time.time()
+    for folder in (out, out / "samples"):
+        for p in folder.glob(".*.tmp") if folder.is_dir() else ():
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def output_bytes(n_g: int, n_d: int, ema: bool, resume: bool) -> int:
+    """Free disk the outputs need: a fresh run writes every file; a resumed one already holds them,
+    and needs room for the temporary copy of the largest (checkpoint.pt) during its atomic rename."""
+    checkpoint = 4 * (n_g * (3 + (1 if ema else 0)) + n_d * 3)  # G, D, EMA and Adam's two moments, float32
+    generator = 4 * n_g
+    return int(1.1 * (checkpoint if resume else checkpoint + generator)) + 2 * 2**20  # + samples and logs
+
+
+def card(s) -> dict:
+    """generator.json: everything needed to rebuild G and say how it was made."""
+    return {
+        "arch": s.g.arch(), "recipe": s.r.to_dict(), "weights": "ema" if s.ema else "raw",
+        "classes": s.class_names, "dataset": s.data_info, "epochs": round(s.epochs_done, 3),
+        "steps": s.step, "images_seen": s.images_seen, "seconds": round(s.seconds, 1), "seed": s.args.seed,
+        "latent_rule": LATENT_RULE, "output_range": [-1, 1], "g_parameters": parameter_count(s.g),
+        "hardware": device_name(s.device), "speed": s.speed_flags,
+        "torch": torch.__version__, "best_fid": s.best_fid if math.isfinite(s.best_fid) else None,
+    }
+
+
+def write_outputs(s, out: Path, losses: "LossLog | None") -> None:
+    """checkpoint.pt, Generator.pth, generator.json, a sample grid and the loss plot (unless losses
+    is None). A full or
+    failing disk stops the run with one line; each file is written atomically, so the last complete
+    one of each survives."""
+    try:
+        save_torch(s.state_dict(), out / "checkpoint.pt")
+        g = s.generator_for_export()
+        save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, out / "Generator.pth")
+        save_json(card(s), out / "generator.json")
+        save_samples(g, s.sample_z, out / "samples" / f"step_{s.step:07d}.png", s.sample_y)
+        if losses is not None:
+            losses.plot(out / "losses.png", s.r.name)
+    except OSError as exc:
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        from trainer.run_state import TrainingError
+
+        raise TrainingError(f"could not write the outputs of step {s.step} to {out}: {why} "
+                            f"({Path(exc.filename).name if exc.filename else 'a file'}); the last complete "
+                            f"checkpoint there is kept: free space, then --resume {out}") from None
+
+
 class LossLog:
     """losses.csv, one row every --log-every steps; a resumed run drops rows logged after its
     checkpoint (a kill -9 may leave some)."""
@@ -47,9 +110,11 @@ class LossLog:
         if path.exists():
             with open(path, newline="") as f:
                 rows = [row for row in csv.DictReader(f) if int(row["step"]) <= up_to_step]
-        self.history = [{k: float(v) for k, v in row.items()} for row in rows]
+        # Logs from before a column existed read it as NaN (and write it empty).
+        self.history = [{k: float(v) if v not in (None, "") else math.nan for k, v in row.items() if k in LOSS_FIELDS}
+                        for row in rows]
         with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOSS_FIELDS)
+            w = csv.DictWriter(f, fieldnames=LOSS_FIELDS, restval="", extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
@@ -80,13 +145,14 @@ class LossLog:
 
 
 @torch.no_grad()
-def save_samples(g: nn.Module, z: torch.Tensor, path: Path) -> None:
-    """An 8-column grid of G's faces for fixed latents (the same faces every time)."""
+def save_samples(g: nn.Module, z: torch.Tensor, path: Path, y: torch.Tensor | None = None) -> None:
+    """An 8-column grid of G's faces for fixed latents (the same faces every time; for a conditional
+    G, seed i with class i % n_classes, so each column holds one class when n divides 8)."""
     from PIL import Image
 
     was_training = g.training
     g.eval()
-    imgs = to_uint8(g(z).float().cpu().numpy())
+    imgs = to_uint8(g(z, y).float().cpu().numpy())
     g.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(Image.fromarray(make_grid(imgs, cols=8)), path)

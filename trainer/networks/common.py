@@ -1,5 +1,6 @@
-"""Pieces every network shares: DCGAN initialisation, spectral norm that stays in fp32 under
-autocast, BatchNorm folding for export, and BatchNorm recalibration after an EMA."""
+"""Pieces every network shares: the registries, class inputs, DCGAN initialisation, spectral norm
+that stays in fp32 under autocast, BatchNorm folding for export, and BatchNorm recalibration after
+an EMA."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +10,34 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 
+from core.errors import UserError
+from core.registry import Registry
 from core.seeds import latents
+
+GENERATORS: Registry[type] = Registry("generator architecture")
+DISCRIMINATORS: Registry[type] = Registry("discriminator architecture")
+
+
+class ClassInput(nn.Module):
+    """Class indices [B] -> one-hot rows [B, n] (a Gather from an identity matrix, which every
+    ONNX runtime runs); a network with n = 0 classes takes none."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n = n_classes
+        self.register_buffer("eye", torch.eye(max(1, n_classes)), persistent=False)
+
+    def forward(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if self.n == 0:
+            return None
+        if y is None:
+            raise ValueError(f"this network is conditional ({self.n} classes): pass the class of every sample")
+        return self.eye[y.reshape(batch)]
+
+
+def refuse(arch: str, option: str, value: object) -> None:
+    """One-line error for a recipe option an architecture does not have."""
+    raise UserError(f"the {arch} networks do not take {option}={value!r}")
 
 
 class _SpectralNormFP32(_SpectralNorm):
@@ -50,18 +78,21 @@ def _fold_pair(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
     The per-output-channel scale multiplies weight axis 0 for Conv2d and axis 1 for
     ConvTranspose2d, which stores its weight as [in, out, kH, kW].
     """
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)  # affine=False: 1 and 0
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
     shape = [1, -1, 1, 1] if isinstance(conv, nn.ConvTranspose2d) else [-1, 1, 1, 1]
     conv.weight.copy_(conv.weight * scale.reshape(shape))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + beta)
 
 
 @torch.no_grad()
 def fold_batchnorm(g: nn.Module) -> nn.Module:
     """An eval-mode copy of G computing the same function with every BatchNorm folded into the
     convolution before it. Pairs are found in nn.Sequential order and in each module's FOLD list of
-    (conv attribute, norm attribute) names; a folded norm becomes nn.Identity."""
+    (conv attribute, norm attribute) names; a folded norm becomes nn.Identity (a class-conditional
+    one keeps its per-class gain and bias)."""
     g = copy.deepcopy(g).eval()
     convs = (nn.Conv2d, nn.ConvTranspose2d)
     for module in list(g.modules()):
@@ -75,6 +106,9 @@ def fold_batchnorm(g: nn.Module) -> nn.Module:
             if isinstance(bn, nn.BatchNorm2d):
                 _fold_pair(conv, bn)
                 setattr(module, bn_name, nn.Identity())
+            elif hasattr(bn, "folded"):  # a conditional norm: its statistics fold, its per-class affine stays
+                _fold_pair(conv, bn.bn)
+                setattr(module, bn_name, bn.folded())
     return g
 
 
@@ -90,6 +124,7 @@ def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256
     norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
     if not norms:
         return g
+    classes = getattr(g, "n_classes", 0)
     saved = [(m, m.momentum) for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -99,7 +134,8 @@ def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256
     device = next(g.parameters()).device
     for b in range(batches):
         seeds = range(first_seed + b * batch_size, first_seed + (b + 1) * batch_size)
-        g(torch.from_numpy(latents(seeds, g.z_dim)).to(device))
+        y = torch.arange(batch_size, device=device) % classes if classes else None  # every class equally
+        g(torch.from_numpy(latents(seeds, g.z_dim)).to(device), y)
     for m, momentum in saved:
         m.momentum = momentum
     return g.train(was_training)

@@ -1,24 +1,36 @@
-"""DCGAN generator and discriminator for 64x64 RGB images (Radford et al. 2015)."""
+"""DCGAN generator and discriminator for 64x64 RGB images (Radford et al. 2015), optionally
+conditional on a class (Mirza and Osindero 2014: the class as a one-hot vector beside z in G, and
+as constant one-hot planes beside the image's channels in D)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from trainer.networks.common import init_dcgan, spectral_norm
+from trainer.networks.common import (
+    DISCRIMINATORS,
+    GENERATORS,
+    ClassInput,
+    init_dcgan,
+    refuse,
+    spectral_norm,
+)
 
 
+@GENERATORS.register("dcgan")
 class Generator(nn.Module):
     """z [B, z_dim] (or [B, z_dim, 1, 1]) -> image [B, 3, 64, 64] in [-1, 1].
 
     ConvTranspose stack 4x4 -> 8 -> 16 -> 32 -> 64 with channels 8w, 4w, 2w, w, 3,
     BatchNorm + ReLU between layers and Tanh at the end. With width=128 this is exactly the seed
-    report's 100->1024->512->256->128->3 generator, biases included.
+    report's 100->1024->512->256->128->3 generator, biases included. A conditional one takes
+    z_dim + n_classes input channels: z followed by the class's one-hot vector.
     """
 
-    def __init__(self, z_dim: int = 100, width: int = 128):
+    def __init__(self, z_dim: int = 100, width: int = 128, n_classes: int = 0):
         super().__init__()
-        self.z_dim, self.width = z_dim, width
-        chans = [z_dim, width * 8, width * 4, width * 2, width]
+        self.z_dim, self.width, self.n_classes = z_dim, width, n_classes
+        self.classes = ClassInput(n_classes)
+        chans = [z_dim + n_classes, width * 8, width * 4, width * 2, width]
         layers: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
             stride, pad = (1, 0) if i == 0 else (2, 1)
@@ -31,15 +43,29 @@ class Generator(nn.Module):
         self.apply(init_dcgan)
 
     @classmethod
+    def from_recipe(cls, r, n_classes: int = 0) -> "Generator":
+        if r.g_norm != "batch":
+            refuse("dcgan", "g_norm", r.g_norm)  # the DCGAN generator always uses BatchNorm
+        if r.attention:
+            refuse("dcgan", "attention", r.attention)
+        return cls(r.z_dim, r.g_width, n_classes)
+
+    @classmethod
     def from_arch(cls, arch: dict) -> "Generator":
-        return cls(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]))
+        return cls(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]), n_classes=int(arch.get("n_classes", 0)))
 
     def arch(self) -> dict:
-        return {"name": "dcgan", "z_dim": self.z_dim, "g_width": self.width}
+        return {"name": "dcgan", "z_dim": self.z_dim, "g_width": self.width,
+                **({"n_classes": self.n_classes} if self.n_classes else {})}
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # Reshape inside the module so the exported graph takes z as [batch, z_dim].
-        return self.net(z.reshape(-1, self.z_dim, 1, 1))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # Reshape inside the module (with the channel count spelled out) so the exported graph takes
+        # z as [batch, z_dim] and its output shape stays [batch, 3, 64, 64].
+        z = z.reshape(-1, self.z_dim)
+        onehot = self.classes(y, z.shape[0])
+        if onehot is not None:
+            z = torch.cat([z, onehot.to(z.dtype)], dim=1)
+        return self.net(z.reshape(-1, self.z_dim + self.n_classes, 1, 1))
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -52,21 +78,25 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
+@DISCRIMINATORS.register("dcgan")
 class Discriminator(nn.Module):
     """image [B, 3, 64, 64] -> score [B].
 
     Conv 3->w->2w->4w->8w->1 (kernel 4, stride 2, pad 1; last stride 2 pad 0), LeakyReLU(0.2),
     a norm after every hidden conv but the first (as in DCGAN), Sigmoid only when the objective
     works on probabilities. norm: batch | layer | none | spectral (spectral norm on every conv).
+    A conditional one sees n_classes more input channels: the class's one-hot value in every pixel.
     """
 
     NORMS = ("batch", "layer", "none", "spectral")
 
-    def __init__(self, width: int = 64, norm: str = "batch", sigmoid: bool = False):
+    def __init__(self, width: int = 64, norm: str = "batch", sigmoid: bool = False, n_classes: int = 0):
         super().__init__()
         if norm not in self.NORMS:
-            raise ValueError(f"the dcgan discriminator takes norm {' | '.join(self.NORMS)}, not {norm!r}")
-        chans = [3, width, width * 2, width * 4, width * 8]
+            refuse("dcgan", "d_norm", norm)
+        self.n_classes = n_classes
+        self.classes = ClassInput(n_classes)
+        chans = [3 + n_classes, width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
             layers.append(self._conv(cin, cout, 4, 2, 1, norm))
@@ -81,10 +111,20 @@ class Discriminator(nn.Module):
     def initialise(self) -> None:
         self.apply(init_dcgan)
 
+    @classmethod
+    def from_recipe(cls, r, sigmoid: bool, n_classes: int = 0) -> "Discriminator":
+        if r.attention:
+            refuse("dcgan", "attention", r.attention)
+        return cls(r.d_width, r.d_norm, sigmoid=sigmoid, n_classes=n_classes)
+
     @staticmethod
     def _conv(cin: int, cout: int, k: int, s: int, p: int, norm: str) -> nn.Module:
         conv = nn.Conv2d(cin, cout, k, s, p)
         return spectral_norm(conv) if norm == "spectral" else conv
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        onehot = self.classes(y, x.shape[0])
+        if onehot is not None:
+            planes = onehot.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, planes], dim=1)
         return self.net(x).reshape(x.shape[0])

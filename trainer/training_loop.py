@@ -1,0 +1,149 @@
+"""The loop's timing: epochs and steps, when to log, save, evaluate and stop.
+
+The step loop never waits for the device: losses are read back every --log-every steps only, and
+outputs are written every --checkpoint-minutes and at the end (trainer/run_files.py writes them).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from trainer.run_files import LossLog, parameter_count, write_outputs
+from trainer.run_state import STATS, RunState, TrainingError
+from trainer.step import apply_schedules, epoch_permutation, real_batch, train_step
+
+log = logging.getLogger("trainer")
+
+
+class TrainingLoop:
+    def __init__(self, state: RunState, out: Path, on_save: Callable[[RunState], None] | None = None,
+                 plot: bool = True):
+        self.s, self.out = state, out
+        self.on_save = on_save  # called after every save (the GPU session's snapshots)
+        self.plot = plot        # the loss plot (matplotlib's first import can take 20 s on a fresh machine)
+        self.losses: LossLog | None = None
+
+    def _read(self, sums: torch.Tensor, n: int) -> dict:
+        """The one place values come back from the device: means since the last read, checked finite."""
+        s = self.s
+        means = (sums / max(1, n)).tolist()
+        sums.zero_()
+        bad = [k for k, v in zip(STATS, means) if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"non-finite {', '.join(bad)} at step {s.step} (epoch {s.epoch + 1}); "
+                                f"stopped without overwriting the last good checkpoint and generator in {self.out}. "
+                                f"Try a lower learning rate, then --resume {self.out}")
+        return dict(zip(STATS, means))
+
+    def log_row(self, images_per_s: float) -> dict:
+        s = self.s
+        row = {"step": s.step, "epoch": round(s.epochs_done, 4), **self._read(s.sums, s.n_sums),
+               "images_per_s": round(images_per_s, 1)}
+        s.n_sums = 0
+        if s.is_main:
+            self.losses.append(row)
+        return row
+
+    def _log_epoch(self, seconds: float) -> None:
+        s = self.s
+        means = self._read(s.epoch_sums, s.n_epoch)
+        n, s.n_epoch = s.n_epoch, 0
+        if s.is_main:
+            log.info("epoch %d/%d step %d | loss_d %.4f loss_g %.4f | %.0f img/s", s.epoch, s.r.epochs, s.step,
+                     means["loss_d"], means["loss_g"], n * s.r.n_critic * s.r.batch_size / max(seconds, 1e-9))
+
+    def save(self) -> None:
+        """Outputs after checking that the losses since the last read are finite (a NaN run keeps
+        its last good files)."""
+        self._read(self.s.sums.clone(), self.s.n_sums)
+        if self.s.is_main:
+            write_outputs(self.s, self.out, self.losses if self.plot else None)
+            if self.on_save:
+                self.on_save(self.s)
+
+    def should_stop(self, elapsed: float) -> bool:
+        """Limits in steps, in training minutes (all resumes), and a wall-clock deadline (a GPU call's)."""
+        s, a = self.s, self.s.args
+        deadline = getattr(a, "deadline", None)
+        return bool((a.max_steps and s.step >= a.max_steps) or s.interrupted or
+                    (a.max_minutes and s.seconds + elapsed >= a.max_minutes * 60) or
+                    (deadline and time.time() >= deadline))
+
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        s, r, a = self.s, self.s.r, self.s.args
+        if s.is_main:
+            log.info("recipe %s: %s", r.name, r.description)
+            log.info("speed settings: %s; G %.2f M parameters, D %.2f M", s.speed_flags,
+                     parameter_count(s.g) / 1e6, parameter_count(s.d) / 1e6)
+        self.losses = LossLog(self.out / "losses.csv", s.step) if s.is_main else None
+        steps_per_epoch = s.batches_per_epoch // r.n_critic
+        t_mark = t_saved = t_rate = time.time()
+        images_since = 0
+        stop = self.should_stop(0.0)
+        while s.epoch < r.epochs and not stop:
+            perm = epoch_permutation(len(s.images), a.seed, s.epoch).to(s.device)  # one copy an epoch
+            t_epoch = time.time()
+            bar = tqdm(total=steps_per_epoch, initial=s.batch // r.n_critic, unit="step", leave=False,
+                       desc=f"epoch {s.epoch + 1}/{r.epochs}", disable=a.quiet or not s.is_main)
+            while s.batch + r.n_critic <= s.batches_per_epoch:
+                apply_schedules(s)
+                train_step(s, [real_batch(s, perm, s.batch + i) for i in range(r.n_critic)])
+                s.batch += r.n_critic
+                s.step += 1
+                images_since += r.n_critic * r.batch_size
+                bar.update(1)
+                if s.step % a.log_every == 0 or s.step == a.max_steps:
+                    row = self.log_row(images_since / max(time.time() - t_rate, 1e-9))
+                    t_rate, images_since = time.time(), 0
+                    bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}",
+                                    img_s=f"{row['images_per_s']:.0f}")
+                stop = self.should_stop(time.time() - t_mark)
+                if stop:
+                    break
+                if time.time() - t_saved > a.checkpoint_minutes * 60:
+                    s.seconds += time.time() - t_mark
+                    self.save()
+                    t_mark = t_saved = time.time()
+            bar.close()
+            if s.batch + r.n_critic > s.batches_per_epoch:
+                s.epoch, s.batch = s.epoch + 1, 0
+                self._log_epoch(time.time() - t_epoch)
+                if a.eval_every and s.epoch % a.eval_every == 0:
+                    s.seconds += time.time() - t_mark
+                    self.evaluate_and_keep_best()
+                    t_mark = time.time()
+        s.seconds += time.time() - t_mark
+        self.save()
+        if s.is_main and s.interrupted:
+            log.info("interrupted (%s) at step %d: checkpoint and Generator.pth saved; continue with: "
+                     "python -m trainer.train --resume %s", signal.Signals(s.interrupted).name, s.step, self.out)
+        elif s.is_main:
+            log.info("done: %d steps, %.2f epochs, %.0f s; outputs in %s", s.step, s.epochs_done, s.seconds, self.out)
+
+    def evaluate_and_keep_best(self) -> None:
+        s = self.s
+        if not s.is_main:
+            return
+        from trainer.evaluate import fid_of_torch_generator
+        from trainer.run_files import card, save_json, save_torch
+
+        g = s.generator_for_export()
+        was_training = g.training
+        result = fid_of_torch_generator(g.eval(), s.data_info["path"], n=s.args.eval_n,
+                                        ref_n=s.args.eval_ref_n, device=s.device)
+        g.train(was_training)
+        log.info("epoch %d: FID %.2f (%s)", s.epoch, result["fid"], result["protocol"])
+        with open(self.out / "fid.csv", "a") as f:
+            f.write(f"{s.epoch},{s.step},{result['fid']:.4f},{result['protocol']}\n")
+        if result["fid"] < s.best_fid:
+            s.best_fid = result["fid"]
+            save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, self.out / "Generator-best.pth")
+            save_json({**card(s), "fid": result}, self.out / "generator-best.json")
