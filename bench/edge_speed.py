@@ -1,8 +1,8 @@
 """The in-browser page against the Python runtime on this machine: page weight, cold start to the
 first face, and faces per second at batch 1 and 16 in headless Chromium (Debian's, via Playwright).
 
-    python bench/edge_speed.py                     # edge-w64, the page's default model
-    python bench/edge_speed.py --model generator --seconds 3 --shot docs/edge.png
+    python -m bench.edge_speed                     # edge-w64, the page's default model
+    python -m bench.edge_speed --model generator --seconds 3 --shot docs/edge.png
 """
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ import functools
 import http.server
 import json
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.ort import open_session  # noqa: E402
-from core.seeds import latents  # noqa: E402
-from core.system import cpu_name, free_port  # noqa: E402
-from demo.engine import MODELS_DIR  # noqa: E402
+from core.ort import open_session
+from core.seeds import latents
+from core.system import cpu_name, free_port
+from runtime.engine import MODELS_DIR
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one here
 # Headless, no GPU, and no background connections (this machine's network is closed).

@@ -2,28 +2,27 @@
 onnxruntime (fp32, fp16, int8) at batch 1, 64 and 1,000, file sizes, and the 1,000-face zip
 against the bare onnxruntime time for the same latents.
 
-    python bench/generator_speed.py                          # a random DCGAN G of width 64
-    python bench/generator_speed.py --checkpoint runs/best   # a trained run
-    python bench/generator_speed.py --arch resnet --g-width 32 --z-dim 128   # the resnet recipe's G
+    python -m bench.generator_speed                          # a random DCGAN G of width 64
+    python -m bench.generator_speed --checkpoint runs/best   # a trained run
+    python -m bench.generator_speed --arch resnet --g-width 32 --z-dim 128   # the resnet recipe's G
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from core.seeds import latents  # noqa: E402
-from core.system import cpu_name  # noqa: E402
-from demo.engine import Engine  # noqa: E402
-from export import onnx_export as ox  # noqa: E402
-from trainer.generator_io import load_generator  # noqa: E402
-from trainer.networks import build_generator, fold_batchnorm  # noqa: E402
+from core.seeds import latents
+from core.system import cpu_name
+from runtime.engine import Engine
+from runtime.writers import write_zip
+from export import onnx_export as ox
+from trainer.generator_io import load_generator
+from trainer.networks import build_generator, fold_batchnorm
 
 
 def rate(fn, batch: int, min_seconds: float = 1.0) -> float:
@@ -77,11 +76,11 @@ def main() -> None:
         e = engines["fp32"]
         z1000 = latents(range(1000), z_dim)
         t0 = time.perf_counter()
-        for _ in e.batches(z1000, 64):
+        for _ in e.batches(z1000, None, 64):
             pass
         bare = time.perf_counter() - t0
         out = Path(tmp) / "faces.zip"
-        r = e.write_zip(range(1000), out, batch_size=64)
+        r = write_zip(e, range(1000), out, batch_size=64)
         print(f"\n1,000 faces, batch 64: bare onnxruntime {bare:.3f} s; zip end to end {r['seconds']:.3f} s "
               f"(overhead {100 * (r['seconds'] / bare - 1):.0f} %, {r['distinct']} distinct, "
               f"{out.stat().st_size / 1e6:.1f} MB)")

@@ -1,10 +1,10 @@
 """Load test of the app on loopback: many gradio_client users for a fixed time.
 
-    python bench/load.py                         # 32 users, 60 s, shipped model, CPU
-    python bench/load.py --rounds 3              # three rounds on one server: does memory settle?
-    python bench/load.py --users 4 --seconds 5   # the short version the tests run
-    python bench/load.py --rounds 3 --heavy 0.1  # 10 % of requests are the heaviest legal ones
-    python bench/load.py --memory                # memory before and after the heaviest request of each endpoint
+    python -m bench.load                         # 32 users, 60 s, shipped model, CPU
+    python -m bench.load --rounds 3              # three rounds on one server: does memory settle?
+    python -m bench.load --users 4 --seconds 5   # the short version the tests run
+    python -m bench.load --rounds 3 --heavy 0.1  # 10 % of requests are the heaviest legal ones
+    python -m bench.load --memory                # memory before and after the heaviest request of each endpoint
 
 Starts demo/app.py on 127.0.0.1 (a free port), drives it with a mix of single faces (most),
 grids, morphs and 1,000-image zips (with --heavy, that share of requests are the heaviest legal
@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from core.limits import LIMITS  # noqa: E402
-from core.system import cpu_name, free_port  # noqa: E402
+from core.limits import LIMITS
+from core.system import cpu_name, free_port
 
 MIX = [("face", 0.7), ("grid", 0.1), ("morph", 0.1), ("zip", 0.1)]
 KINDS = [k for k, _ in MIX] + ["heavy_grid", "heavy_morph"]
@@ -200,7 +199,7 @@ def heaviest_requests(url: str, pid: int, zip_count: int, settle_s: float = 12.0
 
 
 def start_app(tmp: Path, ttl: int, users: int, model: str | None) -> tuple[subprocess.Popen, str, Path]:
-    """demo/app.py on a free loopback port with its files under tmp; returns (process, url, file folder)."""
+    """The app on a free loopback port with its files under tmp; returns (process, url, file folder)."""
     cache = tmp / "gradio"  # the app keeps its own files inside Gradio's cache folder too
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
@@ -209,7 +208,7 @@ def start_app(tmp: Path, ttl: int, users: int, model: str | None) -> tuple[subpr
     if model:
         env["ANIME_GAN_MODEL"] = model if Path(model).suffix != ".onnx" else str(Path(model).resolve())
     with open(tmp / "server.log", "w") as log:  # a file, not a pipe nobody reads: a full pipe would stall the server
-        server = subprocess.Popen([sys.executable, str(ROOT / "demo" / "app.py")], env=env, cwd=tmp,
+        server = subprocess.Popen([sys.executable, "-m", "demo.app"], env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp,
                                   stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while True:

@@ -1,9 +1,9 @@
 """Training images/second for recipes and speed settings on this device (random pixels: a step's
 cost does not depend on content), and proof that the step loop does not wait for the device.
 
-    python bench/train_speed.py --recipes seed-dcgan,best --steps 4
-    python bench/train_speed.py --device cuda --recipes best,resnet,r3 --settings tf32 bf16 bf16+cl bf16+compile
-    python bench/train_speed.py --recipes best --batch-size 512 --lr-g 2e-4   # any recipe override
+    python -m bench.train_speed --recipes seed-dcgan,best --steps 4
+    python -m bench.train_speed --device cuda --recipes best,resnet,r3 --settings tf32 bf16 bf16+cl bf16+compile
+    python -m bench.train_speed --recipes best --batch-size 512 --lr-g 2e-4   # any recipe override
 
 For each recipe and setting: images/s, ms per generator step, and two counts per step: values our
 code reads back from tensors (.item(), float(), bool(), .tolist(), ...; expected 0), and on CUDA the
@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from trainer.options import parse_args, recipe_from_args  # noqa: E402
-from trainer.run_files import device_name  # noqa: E402
-from trainer.run_state import RunState  # noqa: E402
-from trainer.step import epoch_permutation, real_batch, train_step  # noqa: E402
-from trainer.train import class_labels  # noqa: E402
+from trainer.options import parse_args, recipe_from_args
+from trainer.run_files import device_name
+from trainer.run_state import RunState
+from trainer.step import epoch_permutation, real_batch, train_step
+from trainer.train import class_labels
 
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
 SETTINGS = {"fp32": [], "tf32": [], "bf16": ["--bf16"], "cl": ["--channels-last"], "compile": ["--compile"]}

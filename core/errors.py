@@ -5,6 +5,10 @@ app; any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import functools
+import sys
+from typing import Callable
+
 
 class UserError(Exception):
     """Bad input or an unusable file; the message is one line meant for the user."""
@@ -23,3 +27,19 @@ def shorten(text: str, limit: int = 300) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0]
     return cut + " [...]"
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's main(): a UserError, or an OSError from a file the command was given, becomes one
+    line on stderr ("error: ...") and exit code 2; any other exception is a bug and keeps its traceback."""
+    @functools.wraps(main)
+    def run(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    return run

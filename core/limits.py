@@ -83,3 +83,4 @@ def check_morph(n_seeds: int, frames: int, scale: int = 1) -> int:
                         f"use fewer frames or a smaller upscale")
     check_picture(FACE, FACE, scale)
     return total
+MORPH_SCALE = 4  # morph animations at 256 px (64 px frames enlarged 4 times), in the CLI and the app alike

@@ -139,3 +139,31 @@ def morph_latents(seeds: Sequence[int], frames: int, z_dim: int, psi: float = 1.
     z = [slerp(a, b, t) for a, b in zip(keys, keys[1:]) for t in np.linspace(0, 1, frames, endpoint=False)]
     z.append(keys[-1])
     return np.stack(z)
+
+
+ANY_CLASS = "any"
+
+
+def seed_classes(seeds: Sequence[int] | Iterable[int], z_dim: int, weights: Sequence[float]) -> np.ndarray:
+    """The class a conditional model draws for each seed when none is asked for: after the seed's
+    latent, RandomState(seed) draws one uniform number, which picks a class with the training data's
+    class frequencies (`weights`). So seed 42 gets the same class everywhere (CLI, app, browser)."""
+    w = np.asarray(weights, np.float64)
+    edges = np.cumsum(w) / w.sum()
+    out = []
+    for s in seeds:
+        rs = np.random.RandomState(int(s))
+        rs.randn(z_dim)
+        out.append(int(np.searchsorted(edges, rs.random_sample(), side="right")))
+    return np.minimum(np.asarray(out, np.int64), len(w) - 1)
+
+
+def check_class(value: object, classes: Sequence[str], name: str = "class") -> int | None:
+    """A class name -> its index; empty or "any" -> None (each seed draws its own, see seed_classes)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", ANY_CLASS)):
+        return None
+    if not classes:
+        raise UserError(f"this model has no classes; leave {name} empty or {ANY_CLASS!r}, got {quote(value)}")
+    if not isinstance(value, str) or value.strip() not in classes:
+        raise UserError(f"{name} must be one of: {ANY_CLASS}, {', '.join(classes)}; got {quote(value)}")
+    return list(classes).index(value.strip())

@@ -19,6 +19,7 @@ from core.errors import UserError, quote
 from core.limits import LIMITS
 
 SUFFIX = ".directions.json"
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def directions_path(model: Path) -> Path:
@@ -60,6 +61,10 @@ class Directions:
         for name, value in edits.items():
             if name not in self.names:
                 raise UserError(f"unknown direction {quote(name)}; this model has: {', '.join(self.names)}")
+            # float() also reads other scripts' digits ("١" is 1) and words ("inf"): only ASCII numbers pass.
+            text = value if isinstance(value, str) else None
+            if isinstance(value, bool) or (text is not None and not NUMBER.fullmatch(text.strip())):
+                raise UserError(f"strength of {name} must be a number, got {quote(value)}")
             try:
                 s = float(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):

@@ -1,11 +1,12 @@
 """The face studio: a Gradio app over the shipped ONNX generators (CUDA when there, CPU otherwise).
 
-    python demo/app.py                     # http://127.0.0.1:7860
-    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python demo/app.py
-    ANIME_GAN_MODEL=edge-w64 ANIME_GAN_DEVICE=cpu python demo/app.py
+    python app.py                           # http://127.0.0.1:7860 (the same as python -m demo.app)
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
+    ANIME_GAN_MODEL=edge-w64 ANIME_GAN_DEVICE=cpu python app.py
 
-This file is the layout; demo/handlers.py does the work. Every tab is also an API endpoint
-(README: gradio_client), and every endpoint takes the model name last (default: the default model).
+This file is the layout, one function per tab; demo/handlers.py does the work, and its ENDPOINTS
+table names every API endpoint, its handler and its concurrency group. Every endpoint takes the
+model name after its own inputs (default: the default model), then the class for conditional models.
 """
 from __future__ import annotations
 
@@ -13,132 +14,215 @@ import atexit
 import logging
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+import gradio as gr
+from starlette.middleware import Middleware
 
-import gradio as gr  # noqa: E402
-
-from core.errors import UserError  # noqa: E402
-from core.limits import LIMITS  # noqa: E402
-from core.seeds import MAX_SEED  # noqa: E402
-from demo import memory  # noqa: E402
-from demo.fields import Dropdown, Number, Radio, Slider  # noqa: E402
-from demo.handlers import FORMATS, Handlers, wrapped  # noqa: E402
-from demo.registry import Registry  # noqa: E402
-from demo.settings import Settings  # noqa: E402
-from demo.sweeper import WorkDir  # noqa: E402
+from core.errors import UserError
+from core.limits import LIMITS
+from core.seeds import ANY_CLASS, MAX_SEED
+from demo import memory
+from demo.admission import BodyLimit, QueueBounds, bound_queue
+from demo.fields import Dropdown, Number, Radio, Slider
+from demo.handlers import ENDPOINTS, GROUPS, HEAVY_GROUPS, Handlers, wrapped
+from demo.settings import Settings
+from demo.sweeper import WorkDir
+from runtime.registry import Registry
+from runtime.writers import animation_formats
 
 WEB = Path(__file__).resolve().parent / "web"  # the in-browser page (README: "In the browser")
 PSI_LABEL = "Truncation psi, in (0, 2] (1 = off; lower = cleaner, less varied)"
+STALE = "*The model changed: press the button again for this model's faces.*"
 
 
 def _psi(label: str = "psi") -> gr.Slider:
     return Slider(0.01, LIMITS.psi[1], value=1.0, step=0.01, label=label)
 
 
+@dataclass
+class UI:
+    """What the tabs share: the model menu, the handlers, and each tab's class menu and stale outputs."""
+    h: Handlers
+    fn: dict
+    model: gr.Dropdown
+    class_menus: list = field(default_factory=list)
+    refresh: list = field(default_factory=list)   # (event fn name, inputs, outputs) re-run on a model change
+    stale: list = field(default_factory=list)     # (caption component, cleared outputs) on a model change
+
+    def wire(self, trigger, name: str, inputs: list, outputs: list, **extra):
+        """One button (or event) to its endpoint: handler, API name and concurrency from ENDPOINTS."""
+        e = ENDPOINTS[name]
+        private = not e.public or extra.get("api_visibility") == "private"  # a second trigger of a public one
+        api = {"api_visibility": "private"} if private else {"api_name": name}
+        return trigger(self.fn[name], inputs, outputs, concurrency_id=e.group,
+                       concurrency_limit=GROUPS[e.group], **{**extra, **api})
+
+    def class_menu(self) -> gr.Dropdown:
+        """The class menu of a tab: shown only when the chosen model has classes."""
+        classes = self.h.classes(self.model.value)
+        menu = Dropdown([ANY_CLASS, *classes], value=ANY_CLASS, label="Class (hair colour)", visible=bool(classes))
+        self.class_menus.append(menu)
+        return menu
+
+
+def face_tab(ui: UI) -> None:
+    with gr.Tab("Face"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                seed = Number(value=42, label=f"Seed (0 to {MAX_SEED}; Enter generates)", elem_id="seed")
+                psi = _psi(PSI_LABEL)
+                cls = ui.class_menu()
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="generate")
+                    rnd = gr.Button("Random seed", elem_id="random")
+                caption = gr.Markdown(label="caption")
+                png = gr.File(label="64x64 PNG")
+            with gr.Column(scale=2):
+                big = gr.Image(label="Face (shown 8x, pixel-crisp)", type="pil", format="png", height=512, elem_id="face")
+        inputs = [seed, psi, ui.model, cls]
+        ui.wire(go.click, "face", inputs, [big, png, caption])
+        ui.wire(seed.submit, "face", inputs, [big, png, caption], api_visibility="private")
+        ui.wire(rnd.click, "random_face", [psi, ui.model, cls], [seed, big, png, caption])
+        ui.refresh.append(("face", inputs, [big, png, caption]))
+
+
+def grid_tab(ui: UI) -> None:
+    with gr.Tab("Grid"):
+        with gr.Row():
+            start = Number(value=0, label="Start seed")
+            rows = Slider(1, LIMITS.grid_side, value=8, step=1, label="Rows")
+            cols = Slider(1, LIMITS.grid_side, value=8, step=1, label="Columns")
+            psi = _psi()
+            cls = ui.class_menu()
+        go = gr.Button("Make grid", variant="primary")
+        layout = gr.Markdown(label="layout")
+        img = gr.Image(label="Grid", type="pil", format="png")
+        file = gr.File(label="Grid PNG (64 px cells)")
+        cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
+                           format="png")
+        ui.wire(go.click, "grid", [start, rows, cols, psi, ui.model, cls], [img, file, cells, layout])
+        ui.stale.append((layout, [img, file, cells]))
+
+
+def zip_tab(ui: UI, max_count: int) -> None:
+    with gr.Tab("1,000 faces"):
+        with gr.Row():
+            count = Number(value=min(1000, max_count), label=f"How many (1 to {max_count})")
+            start = Number(value=0, label="Start seed")
+            psi = _psi()
+            cls = ui.class_menu()
+        go = gr.Button("Make zip", variant="primary")
+        info = gr.Markdown(label="summary")
+        file = gr.File(label="faces.zip (PNG per seed + manifest.json)")
+        # One zip at a time: single faces keep their own slots and never wait behind a zip.
+        ui.wire(go.click, "zip", [count, start, psi, ui.model, cls], [file, info])
+        ui.stale.append((info, [file]))
+
+
+def morph_tab(ui: UI) -> None:
+    with gr.Tab("Morph"):
+        with gr.Row():
+            seeds = gr.Textbox(value="3,7,11", label=f"Seeds in order (2 to {LIMITS.morph_seeds})")
+            frames = Slider(*LIMITS.morph_frames, value=24, step=1,
+                            label=f"Frames per step (at most {LIMITS.morph_total_frames} frames in all)")
+            fmt = Radio(animation_formats(), value=animation_formats()[0], label="Format")
+            psi = _psi()
+            cls = ui.class_menu()
+        go = gr.Button("Morph", variant="primary")
+        caption = gr.Markdown()
+        anim = gr.Image(label="Animation", type="filepath")
+        file = gr.File(label="Download")
+        # Eight columns fit a 1280 px window; one morph at a time (the largest legal one is 241 frames).
+        frames_out = gr.Gallery(label="Frames", columns=8, height=300, format="png")
+        ui.wire(go.click, "morph", [seeds, frames, fmt, psi, ui.model, cls], [anim, file, frames_out])
+        ui.stale.append((caption, [anim, file, frames_out]))
+
+
+def steer_tab(ui: UI) -> None:
+    names = ui.h.slider_names
+    with gr.Tab("Steer"):
+        if not names:
+            gr.Markdown("No model here has steering directions (`python -m export.directions` measures them).")
+        with gr.Row():
+            with gr.Column(scale=1):
+                seed = Number(value=42, label="Seed (Enter updates)", elem_id="steer-seed")
+                psi = _psi()
+                sliders = [Slider(-3, 3, value=0, step=0.1, label=n.replace("_", " "), elem_id=f"steer-{n}")
+                           for n in names]
+            with gr.Column(scale=2):
+                big = gr.Image(label="Steered face (8x)", type="pil", format="png", height=512, elem_id="steered")
+                caption = gr.Markdown()
+                png = gr.File(label="64x64 PNG")
+                with gr.Row():
+                    direction = Dropdown(names, value=names[0] if names else None, label="Direction")
+                    go = gr.Button("Strip from -3 to +3")
+                gr.Markdown("Strip (seed along the direction, -3 to +3):")
+                strip = gr.Image(show_label=False, buttons=[], type="pil", format="png")  # no icons over the faces
+                strip_png = gr.File(label="Strip PNG")
+                strip_caption = gr.Markdown()
+        # The face follows the sliders and Enter in their number boxes; the API takes edits as text (/steer).
+        inputs = [seed, psi, ui.model, *sliders]
+        # `input` fires while a slider moves and when a value is typed into its box (Enter or leaving it).
+        follow = [seed.submit, psi.release, *[s.input for s in sliders]]
+        ui.wire(lambda *a, **k: gr.on(follow, *a, trigger_mode="always_last", **k),
+                "steer_sliders", inputs, [big, png, caption])
+        edits = gr.Textbox(visible=False)
+        ui.wire(gr.Button(visible=False).click, "steer", [seed, psi, edits, ui.model], [big, png, caption])
+        ui.wire(go.click, "strip", [seed, direction, psi, ui.model], [strip, strip_png, strip_caption])
+        ui.refresh.append(("steer_sliders", inputs, [big, png, caption]))
+
+
+def about_tab(ui: UI) -> gr.Markdown:
+    with gr.Tab("About"):
+        return gr.Markdown(ui.h.about(ui.model.value))
+
+
 def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
     work = WorkDir(settings.workdir or gr.utils.get_upload_folder(), settings.file_ttl_s)
     handlers = Handlers(registry, work, settings.max_count)
-    fn = wrapped(handlers)
-    small = {"concurrency_id": "small", "concurrency_limit": 8}
-
     with gr.Blocks(title="Anime face studio") as app:
         gr.Markdown("# Anime face studio\nEvery face comes from a seed: the same seed gives the same face "
                     "everywhere (CLI, app, API, the [in-browser page](/edge)). Running on "
                     f"**{registry.get().provider}**.")
         model = Dropdown(registry.choices(), value=registry.default, label="Model", elem_id="model")
-        with gr.Tab("Face"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    seed = Number(value=42, label=f"Seed (0 to {MAX_SEED})", elem_id="seed")
-                    psi = _psi(PSI_LABEL)
-                    with gr.Row():
-                        go = gr.Button("Generate", variant="primary", elem_id="generate")
-                        rnd = gr.Button("Random seed", elem_id="random")
-                    caption = gr.Markdown(label="caption")
-                    png = gr.File(label="64x64 PNG")
-                with gr.Column(scale=2):
-                    big = gr.Image(label="Face (shown 8x, pixel-crisp)", type="pil", format="png",
-                                   height=512, elem_id="face")
-            go.click(fn["face"], [seed, psi, model], [big, png, caption], api_name="face", **small)
-            rnd.click(fn["random_face"], [psi, model], [seed, big, png, caption], api_name="random_face", **small)
-        with gr.Tab("Grid"):
-            with gr.Row():
-                g_start = Number(value=0, label="Start seed")
-                g_rows = Slider(1, LIMITS.grid_side, value=8, step=1, label="Rows")
-                g_cols = Slider(1, LIMITS.grid_side, value=8, step=1, label="Columns")
-                g_psi = _psi()
-            g_go = gr.Button("Make grid", variant="primary")
-            g_layout = gr.Markdown(label="layout")
-            g_img = gr.Image(label="Grid", type="pil", format="png")
-            g_file = gr.File(label="Grid PNG (64 px cells)")
-            g_cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
-                                 format="png")
-            g_go.click(fn["grid"], [g_start, g_rows, g_cols, g_psi, model], [g_img, g_file, g_cells, g_layout],
-                       api_name="grid", concurrency_id="small", concurrency_limit=4)
-        with gr.Tab("1,000 faces"):
-            with gr.Row():
-                z_count = Number(value=min(1000, settings.max_count), label=f"How many (1 to {settings.max_count})")
-                z_start = Number(value=0, label="Start seed")
-                z_psi = _psi()
-            z_go = gr.Button("Make zip", variant="primary")
-            z_info = gr.Markdown(label="summary")
-            z_file = gr.File(label="faces.zip (PNG per seed + manifest.json)")
-            # One zip at a time: single faces keep their own slots and never wait behind a zip.
-            z_go.click(fn["zip_faces"], [z_count, z_start, z_psi, model], [z_file, z_info], api_name="zip",
-                       concurrency_id="zip", concurrency_limit=1)
-        with gr.Tab("Morph"):
-            with gr.Row():
-                m_seeds = gr.Textbox(value="3,7,11", label=f"Seeds in order (2 to {LIMITS.morph_seeds})")
-                m_frames = Slider(*LIMITS.morph_frames, value=24, step=1,
-                                  label=f"Frames per step (at most {LIMITS.morph_total_frames} frames in all)")
-                m_fmt = Radio(list(FORMATS), value="gif", label="Format")
-                m_psi = _psi()
-            m_go = gr.Button("Morph", variant="primary")
-            m_anim = gr.Image(label="Animation", type="filepath")
-            m_file = gr.File(label="Download")
-            m_frames_out = gr.Gallery(label="Frames", columns=12, height=300, format="png")
-            # One morph at a time: the largest legal one encodes 241 frames.
-            m_go.click(fn["morph"], [m_seeds, m_frames, m_fmt, m_psi, model], [m_anim, m_file, m_frames_out],
-                       api_name="morph", concurrency_id="morph", concurrency_limit=1)
-        with gr.Tab("Steer"):
-            names = handlers.slider_names
-            if not names:
-                gr.Markdown("No model here has steering directions (export/directions.py measures them).")
-            with gr.Row():
-                with gr.Column(scale=1):
-                    s_seed = Number(value=42, label="Seed", elem_id="steer-seed")
-                    s_psi = _psi()
-                    sliders = [Slider(-3, 3, value=0, step=0.1, label=n.replace("_", " "), elem_id=f"steer-{n}")
-                               for n in names]
-                with gr.Column(scale=2):
-                    s_big = gr.Image(label="Steered face (8x)", type="pil", format="png", height=512, elem_id="steered")
-                    s_caption = gr.Markdown()
-                    s_png = gr.File(label="64x64 PNG")
-                    with gr.Row():
-                        s_dir = Dropdown(names, value=names[0] if names else None, label="Direction")
-                        s_go = gr.Button("Strip from -3 to +3")
-                    s_strip = gr.Image(label="Strip", type="pil", format="png")
-                    s_strip_png = gr.File(label="Strip PNG")
-                    s_strip_caption = gr.Markdown()
-            # The face follows the sliders; the API takes the edits as text (/steer) instead.
-            steer_inputs = [s_seed, s_psi, model, *sliders]
-            gr.on([s_seed.submit, s_psi.release, *[sl.release for sl in sliders]], fn["steer_sliders"], steer_inputs,
-                  [s_big, s_png, s_caption], api_visibility="private", trigger_mode="always_last", **small)
-            s_edits = gr.Textbox(visible=False)
-            gr.Button(visible=False).click(fn["steer"], [s_seed, s_psi, s_edits, model], [s_big, s_png, s_caption],
-                                           api_name="steer", **small)
-            s_go.click(fn["strip"], [s_seed, s_dir, s_psi, model], [s_strip, s_strip_png, s_strip_caption],
-                       api_name="strip", **small)
-        with gr.Tab("About"):
-            about = gr.Markdown(handlers.about(registry.default))
-        model.change(handlers.about, [model], [about], api_visibility="private")
+        ui = UI(handlers, wrapped(handlers), model)
+        face_tab(ui)
+        grid_tab(ui)
+        zip_tab(ui, settings.max_count)
+        morph_tab(ui)
+        steer_tab(ui)
+        about = about_tab(ui)
+        _on_model_change(ui, about)
+        # Both tabs with a face show the current seed's face at once, not an empty frame.
+        for name, inputs, outputs in ui.refresh:
+            ui.wire(app.load, name, inputs, outputs, api_visibility="private")
         app.queue(max_size=settings.queue, default_concurrency_limit=4)
+    bound_queue(app, HEAVY_GROUPS, QueueBounds(settings.per_client, settings.per_client_heavy,
+                                               max(1, settings.queue // 4)))
     work.adopt(app.temp_file_sets,
                lambda: set().union(*(set(getattr(b, "keep_in_cache", ())) for b in list(app.blocks.values()))))
     app.work = work  # closed by main() on exit, and by tests
     return app
+
+
+def _on_model_change(ui: UI, about: gr.Markdown) -> None:
+    """A new model: its card, its class menus, fresh faces where a face is shown, and the other
+    tabs' old pictures cleared with a note (they belong to the previous model)."""
+    def menus(model):
+        classes = ui.h.classes(model)
+        update = gr.update(choices=[ANY_CLASS, *classes], value=ANY_CLASS, visible=bool(classes))
+        return [update] * len(ui.class_menus)
+
+    def clear(model):
+        return [x for caption, outs in ui.stale for x in (STALE, *[None] * len(outs))]
+    stale_outputs = [x for caption, outs in ui.stale for x in (caption, *outs)]
+    change = ui.wire(ui.model.change, "about", [ui.model], [about])
+    change.then(menus, [ui.model], ui.class_menus, api_visibility="private", queue=False)
+    ui.model.change(clear, [ui.model], stale_outputs, api_visibility="private", queue=False)
+    for name, inputs, outputs in ui.refresh:  # after the class menus are reset
+        ui.wire(change.then, name, inputs, outputs, api_visibility="private")
 
 
 def serve_edge(app: gr.Blocks, models: Path) -> None:
@@ -151,6 +235,15 @@ def serve_edge(app: gr.Blocks, models: Path) -> None:
 
     app.server_app.mount("/edge", StaticFiles(directory=WEB, html=True), name="edge")
     app.server_app.mount("/models", StaticFiles(directory=models), name="models")
+
+
+def launch_options(settings: Settings) -> dict:
+    """Gradio's launch settings for a public server: bounded bodies and sessions, no uploads."""
+    # Gradio keeps a copy of the page's configuration for each of the last state_session_capacity
+    # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
+    return {"server_name": settings.host, "server_port": settings.port, "show_error": True,
+            "state_session_capacity": settings.sessions, "max_file_size": 1,
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=settings.max_body)]}}
 
 
 def _stop(*_) -> None:
@@ -186,11 +279,7 @@ def main() -> int:
     app = build_app(registry, settings)
     atexit.register(app.work.close)  # stopping the app leaves no files behind
     signal.signal(signal.SIGTERM, _stop)  # SIGTERM runs the atexit clean-up too
-    # Gradio keeps a copy of the page's configuration for each of the last state_session_capacity
-    # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
-    # The app keeps no per-session state, so a few hundred recent sessions are plenty.
-    app.launch(server_name=settings.host, server_port=settings.port, show_error=True,
-               state_session_capacity=settings.sessions, prevent_thread_lock=True)
+    app.launch(prevent_thread_lock=True, **launch_options(settings))
     serve_edge(app, registry.folder)
     app.block_thread()
     return 0

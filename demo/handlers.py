@@ -1,5 +1,6 @@
-"""What each tab and API endpoint does: input checks (every error names its field), the work, and
-the files it hands out. Layout lives in demo/app.py.
+"""What each button and API endpoint does: one callable per button, its input checks (every error names
+its field), the work, and the files it hands out. Layout lives in demo/app.py; ENDPOINTS below is the
+one table of API names, handlers and concurrency groups that the layout wires.
 
 Inputs arrive as sent (demo/fields.py keeps Gradio from checking them first), so a string in a
 slider gets the same one-line message as a number out of range. Rejected requests log one line.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Callable
 
 import gradio as gr
@@ -16,37 +18,52 @@ from PIL import Image
 
 from core import limits
 from core.errors import UserError, quote
-from core.images import make_grid, save_animation, save_png, upscale
-from core.limits import LIMITS
-from core.seeds import (
-    MAX_SEED,
-    check_int,
-    check_psi,
-    check_seed,
-    check_span,
-    parse_seeds,
-)
+from core.images import make_grid, upscale
+from core.limits import LIMITS, MORPH_SCALE
+from core.seeds import MAX_SEED, check_int, check_psi, check_seed, check_span, parse_seeds
 from demo import memory
-from demo.registry import Registry
+from demo.jobs import HEAVY, job_alive
 from demo.sweeper import WorkDir
+from runtime.registry import Registry
+from runtime.writers import WRITERS, animation_formats
 
 log = logging.getLogger("anime_gan.app")
 VIEW_SCALE = 8      # 64 px faces shown at 512 px, pixel-crisp
-MORPH_SCALE = 4     # morph animations at 256 px
-FORMATS = ("gif", "webp")
 STRIP_SPAN, STRIP_STEPS = 3.0, 7
 
 
-def rejects(endpoint: str) -> Callable:
-    """UserError -> a Gradio error shown to the user, logged as one line without a traceback."""
+@dataclass(frozen=True)
+class Endpoint:
+    handler: str        # Handlers method
+    group: str          # concurrency group: single faces never wait behind heavy work
+    public: bool = True  # an API endpoint (else a UI-only event)
+
+
+# api name -> endpoint; the layout wires each button to its entry, so names, handlers and limits live here.
+ENDPOINTS: dict[str, Endpoint] = {
+    "face": Endpoint("face", "small"), "random_face": Endpoint("random_face", "small"),
+    "grid": Endpoint("grid", "grid"), "zip": Endpoint("zip", "zip"), "morph": Endpoint("morph", "morph"),
+    "steer": Endpoint("steer", "small"), "strip": Endpoint("strip", "small"),
+    "steer_sliders": Endpoint("steer_sliders", "small", public=False), "about": Endpoint("about", "small", public=False),
+}
+GROUPS = {"small": 8, "grid": 4, "zip": 1, "morph": 1}   # concurrency limit per group
+HEAVY_GROUPS = ("zip", "morph")                           # one at a time, for real (demo/jobs.py)
+
+
+def rejects(endpoint: str, work: WorkDir | None = None) -> Callable:
+    """UserError -> a Gradio error shown to the user, logged as one line without a traceback; and the
+    request's files start their lifetime when it is answered."""
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
             except UserError as exc:
-                log.info("rejected %s: %s", endpoint, exc)
+                log.info("rejected /%s: %s", endpoint, exc)
                 raise gr.Error(str(exc), print_exception=False) from None
+            finally:
+                if work is not None:
+                    work.handed_out()
         return inner
     return wrap
 
@@ -57,64 +74,74 @@ class Handlers:
 
     # ------------------------------------------------------------------ single faces
 
-    def _one(self, seed, psi, model, edits=None):
+    def _one(self, seed, psi, model, edits=None, face_class=None):
         """(seed, psi, checked edits, the face, its PNG file) for one seed of one model."""
         s, p = check_seed(seed), check_psi(psi)
         engine = self.models.get(model)
         e = engine.edits(edits)
-        img = engine.face(s, p, e)
-        return s, p, e, img, save_png(img, self.work.new(f"seed_{s:010d}{'_steered' if e else ''}", ".png"))
+        img = engine.face(s, p, e, face_class)
+        return s, p, e, img, WRITERS[".png"].write(img, self.work.new(f"seed_{s:010d}{'_steered' if e else ''}", ".png"))
 
-    def face(self, seed, psi, model=None):
-        s, p, _, img, path = self._one(seed, psi, model)
-        return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g} · 64x64 PNG below"
+    def face(self, seed, psi, model=None, face_class=None):
+        s, p, _, img, path = self._one(seed, psi, model, face_class=face_class)
+        return upscale(img, VIEW_SCALE), str(path), f"**Seed {s}** · psi {p:g}{_class_note(face_class)} · 64x64 PNG below"
 
-    def random_face(self, psi, model=None):
+    def random_face(self, psi, model=None, face_class=None):
         check_psi(psi)
         s = secrets.randbelow(MAX_SEED + 1)
-        return (s, *self.face(s, psi, model))
+        return (s, *self.face(s, psi, model, face_class))
 
     # ------------------------------------------------------------------ many faces
 
-    def grid(self, start, rows, cols, psi, model=None):
+    def grid(self, start, rows, cols, psi, model=None, face_class=None):
         s0 = check_seed(start, "start seed")
         r, c = check_int(rows, "rows", 1, LIMITS.grid_side), check_int(cols, "columns", 1, LIMITS.grid_side)
         p = check_psi(psi)
         limits.check_grid(r, c)
         check_span(s0, r * c)
         seeds = list(range(s0, s0 + r * c))
-        img, cells = self.models.get(model).grid(seeds, c, p)
-        path = save_png(img, self.work.new(f"grid_{s0}_{r}x{c}", ".png"))
+        img, cells = self.models.get(model).grid(seeds, c, p, cls=face_class)
+        path = WRITERS[".png"].write(img, self.work.new(f"grid_{s0}_{r}x{c}", ".png"))
         gallery = [(Image.fromarray(f), f"seed {s}") for s, f in zip(seeds, cells)]
-        layout = f"Cell (row i, column j) holds seed **{s0} + {c}·i + j** (from 0): seeds {s0}–{seeds[-1]}."
+        layout = (f"Cell (row i, column j) holds seed **{s0} + {c}·i + j** (from 0): seeds {s0}–{seeds[-1]}"
+                  f"{_class_note(face_class)}.")
         memory.release()
         return upscale(img, 2 if max(r, c) > 8 else 4), str(path), gallery, layout
 
-    def zip_faces(self, count, start, psi, model=None, progress=gr.Progress()):
+    def zip(self, count, start, psi, model=None, face_class=None, progress=gr.Progress()):
         n = check_int(count, "count", 1, self.max_count)
         s0, p = check_seed(start, "start seed"), check_psi(psi)
         check_span(s0, n)
         engine = self.models.get(model)
+        engine.class_ids([s0], face_class)
         path = self.work.new(f"faces_{s0}-{s0 + n - 1}", ".zip")
-        progress(0, desc="generating")
-        r = engine.write_zip(range(s0, s0 + n), path, p,
-                             progress=lambda done, total: progress(done / total, desc=f"{done}/{total} faces"))
+        with HEAVY["zip"].slot():  # held until the work ends, even when the request is cancelled
+            progress(0, desc="generating")
+            r = WRITERS[".zip"].write(engine, range(s0, s0 + n), path, p, 64,
+                                      lambda done, total: progress(done / total, desc=f"{done}/{total} faces"),
+                                      None, face_class, cancelled=lambda: not job_alive())
         memory.release()
-        return str(path), (f"**{r['distinct']} distinct of {r['count']}** faces (seeds {s0}–{s0 + n - 1}) in "
-                           f"{r['seconds']:.2f} s, {r['images_per_s']:.0f} images/s on {r['provider']}.")
+        return str(path), (f"**{r['distinct']} distinct of {r['count']}** faces (seeds {s0}–{s0 + n - 1}"
+                           f"{_class_note(face_class)}) in {r['seconds']:.2f} s, {r['images_per_s']:.0f} images/s "
+                           f"on {r['provider']}.")
 
-    def morph(self, seeds_text, frames, fmt, psi, model=None, progress=gr.Progress()):
+    def morph(self, seeds_text, frames, fmt, psi, model=None, face_class=None, progress=gr.Progress()):
         seeds = parse_seeds(seeds_text, LIMITS.morph_seeds, "seeds")
         n = check_int(frames, "frames", *LIMITS.morph_frames)
-        if fmt not in FORMATS:
-            raise UserError(f"format must be gif or webp, got {quote(fmt)}")
+        if fmt not in animation_formats():
+            raise UserError(f"format must be {' or '.join(animation_formats())}, got {quote(fmt)}")
         p = check_psi(psi)
         total = limits.check_morph(len(seeds), n, MORPH_SCALE)
         engine = self.models.get(model)
-        progress(0, desc=f"generating {total} frames")
-        imgs = engine.morph(seeds, n, p)
-        progress(0.5, desc=f"encoding {total} frames as {fmt.upper()}")
-        path = save_animation(imgs, self.work.new("morph_" + "-".join(map(str, seeds)), f".{fmt}"), scale=MORPH_SCALE)
+        engine.class_ids(seeds[:1], face_class)
+        with HEAVY["morph"].slot():
+            progress(0, desc=f"generating {total} frames")
+            imgs = engine.morph(seeds, n, p, cls=face_class)
+            if not job_alive():
+                raise UserError("cancelled")
+            progress(0.5, desc=f"encoding {total} frames as {fmt.upper()}")
+            path = WRITERS["." + fmt].write(imgs, self.work.new("morph_" + "-".join(map(str, seeds)), f".{fmt}"),
+                                            scale=MORPH_SCALE)
         gallery = [(Image.fromarray(im), f"frame {i}") for i, im in enumerate(imgs)]
         del imgs
         memory.release()
@@ -139,7 +166,7 @@ class Handlers:
         engine = self.models.get(model)
         faces = engine.strip(s, direction, p, span=STRIP_SPAN, steps=STRIP_STEPS)
         img = Image.fromarray(make_grid(faces, cols=len(faces)))
-        path = save_png(img, self.work.new(f"strip_{s}_{direction}", ".png"))
+        path = WRITERS[".png"].write(img, self.work.new(f"strip_{s}_{direction}", ".png"))
         return upscale(img, 2), str(path), (f"**Seed {s}** along `{direction}`, from {-STRIP_SPAN:g} to "
                                             f"{STRIP_SPAN:+g} in {len(faces)} steps")
 
@@ -157,6 +184,13 @@ class Handlers:
         return []
 
     # ------------------------------------------------------------------ the model card
+
+    def classes(self, model=None) -> list[str]:
+        """The chosen model's classes (empty for an unconditional or unusable one)."""
+        try:
+            return self.models.get(model).classes
+        except UserError:
+            return []
 
     def about(self, model=None) -> str:
         name = self.models.resolve(model)
@@ -177,6 +211,7 @@ class Handlers:
             f"- Architecture: {arch.get('name', '?')} generator, {params} parameters, z_dim {c['z_dim']}",
             f"- Training: {c['epochs']} epochs, {c['steps']} steps, {c['train_seconds']} s on {c['hardware']}",
             f"- {fid_line}",
+            f"- Classes: {', '.join(c['classes']) if c['classes'] else 'none (unconditional)'}",
             f"- Latent rule: {c['latent_rule']}",
             f"- File: `{c['file']}`, sha256 `{c['sha256']}`",
             f"- Provider in use: **{c['provider']}**{note}",
@@ -189,7 +224,10 @@ class Handlers:
         return "\n".join(lines)
 
 
+def _class_note(cls) -> str:
+    return f" · class {cls}" if isinstance(cls, str) and cls.strip() and cls.strip().lower() != "any" else ""
+
+
 def wrapped(handlers: Handlers) -> dict[str, Callable]:
-    """The handlers as Gradio functions: user errors become one-line messages."""
-    names = ("face", "random_face", "grid", "zip_faces", "morph", "steer", "steer_sliders", "strip")
-    return {n: rejects("/" + n.replace("zip_faces", "zip"))(getattr(handlers, n)) for n in names}
+    """Every endpoint's handler as a Gradio function: user errors become one-line messages."""
+    return {name: rejects(name, handlers.work)(getattr(handlers, e.handler)) for name, e in ENDPOINTS.items()}

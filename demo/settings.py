@@ -31,6 +31,9 @@ class Settings:
     file_ttl_s: int = 900           # ANIME_GAN_FILE_TTL: seconds a made file stays downloadable
     queue: int = 64                 # ANIME_GAN_QUEUE: requests waiting at most
     sessions: int = 256             # ANIME_GAN_SESSIONS: recent sessions whose Gradio state stays in memory
+    max_body: int = 64 * 1024       # ANIME_GAN_MAX_BODY: bytes of one request body (every input fits in far less)
+    per_client: int = 8             # ANIME_GAN_PER_CLIENT: requests waiting or running per visitor
+    per_client_heavy: int = 2       # ANIME_GAN_PER_CLIENT_HEAVY: zips and morphs waiting or running per visitor
     workdir: str | None = None      # ANIME_GAN_WORKDIR: where made files go (default: inside GRADIO_TEMP_DIR)
 
     @classmethod
@@ -42,4 +45,7 @@ class Settings:
                    file_ttl_s=_int("ANIME_GAN_FILE_TTL", cls.file_ttl_s, 1, 7 * 86400),
                    queue=_int("ANIME_GAN_QUEUE", cls.queue, 1, 10_000),
                    sessions=_int("ANIME_GAN_SESSIONS", cls.sessions, 1, 100_000),
+                   max_body=_int("ANIME_GAN_MAX_BODY", cls.max_body, 1024, 16 * 2**20),
+                   per_client=_int("ANIME_GAN_PER_CLIENT", cls.per_client, 1, 1000),
+                   per_client_heavy=_int("ANIME_GAN_PER_CLIENT_HEAVY", cls.per_client_heavy, 1, 100),
                    workdir=e.get("ANIME_GAN_WORKDIR") or None)

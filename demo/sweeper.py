@@ -26,6 +26,7 @@ class WorkDir:
         self.path = Path(tempfile.mkdtemp(prefix="anime-gan-app-", dir=root))
         self.ttl_s = ttl_s
         self._made: dict[Path, float] = {}
+        self._by_thread: dict[int, list[Path]] = {}  # files made by a request still being answered
         self._cached: dict[str, tuple[float, float]] = {}  # Gradio copy -> (first seen, its mtime then)
         self._file_sets: list[set[str]] = []
         self._keep: Callable[[], set[str]] = set
@@ -47,7 +48,17 @@ class WorkDir:
         path = self.path / f"{stem}-{secrets.token_hex(6)}{suffix}"
         with self._lock:
             self._made[path] = time.monotonic()
+            self._by_thread.setdefault(threading.get_ident(), []).append(path)
         return path
+
+    def handed_out(self) -> None:
+        """The calling thread's request is answered: its files' lifetimes start now, not when they were
+        made, so a request slower than the lifetime still hands out files that can be downloaded."""
+        now = time.monotonic()
+        with self._lock:
+            for path in self._by_thread.pop(threading.get_ident(), []):
+                if path in self._made:
+                    self._made[path] = now
 
     def sweep(self, everything: bool = False) -> int:
         """Remove files older than the TTL (all of them with everything=True); returns how many."""

@@ -1,7 +1,7 @@
 """Measure steering directions of an ONNX generator and write NAME.directions.json beside it.
 
-    python export/directions.py --model demo/models/generator.onnx
-    python export/directions.py --model demo/models/edge-w64.onnx --samples 20000
+    python -m export.directions --model demo/models/generator.onnx
+    python -m export.directions --model demo/models/edge-w64.onnx --samples 20000
 
 The data set has no labels, so directions come from the generator itself:
 - named: plain image statistics of generated faces (pseudo-labels: hair colour families and
@@ -22,18 +22,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
+import numpy as np
+import onnx
 
-from core.attributes import measure_attributes  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from core.files import atomic_write_text, sha256_file  # noqa: E402
-from core.images import to_uint8  # noqa: E402
-from core.ort import open_session  # noqa: E402
-from core.seeds import latents  # noqa: E402
-from core.steering import directions_path  # noqa: E402
+from core.attributes import measure_attributes
+from core.errors import UserError
+from core.files import atomic_write_text, sha256_file
+from core.images import to_uint8
+from core.ort import open_session
+from core.seeds import latents
+from core.steering import directions_path
 
 FIT_SEEDS = range(2_000_000, 2_000_000 + 10_000)   # disjoint from seeds 0-9999 that metrics use
 TEST_SEEDS = range(3_000_000, 3_000_000 + 256)
@@ -148,7 +147,7 @@ def measure(path: Path, samples: int = 10_000, principal: int = 6, candidates: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python export/directions.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m export.directions", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="the ONNX generator")
     p.add_argument("--samples", type=int, default=10_000, help="faces for the fit (default 10000)")

@@ -179,6 +179,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
         "latent_rule": LATENT_RULE, "variant": variant, "exporter": f"anime-gan export {EXPORTER_VERSION}",
         "torch": torch.__version__, "parity": json.dumps(rows), "model_card": card.get("model_card", ""),
         "g_parameters": str(parameters), "classes": json.dumps(list(card.get("classes") or [])),
+        "class_counts": json.dumps(list(card.get("class_counts") or [])),  # what "any class" draws from
     }
     if fid:
         meta["fid"] = json.dumps({k: fid[k] for k in ("fid", "protocol", "floor") if k in fid})
@@ -208,7 +209,10 @@ def write_verified(g: nn.Module, model: onnx.ModelProto, variant: str, out: Path
         ok2, message2 = gate(variant, parity(g, onnx.load(tmp), z_dim))
         if not ok2:
             raise ExportError(message2)
-    atomic_write(out, write, make_parents=True)
+    try:
+        atomic_write(out, write, make_parents=True)
+    except OSError as exc:  # a full disk says which file it could not write, not only "[Errno 28]"
+        raise ExportError(f"could not write {out}: {exc.strerror or exc}; nothing was written") from None
     return VariantResult(variant, out, out.stat().st_size, rows, True, message)
 
 

@@ -1,7 +1,7 @@
 """Convert Generator.pth to a verified ONNX generator (plus fp16 and int8 variants).
 
-    python export/to_onnx.py                                   # newest run under runs/ -> generator.onnx
-    python export/to_onnx.py --checkpoint runs/best --out demo/models/generator.onnx --fp16 --int8
+    python -m export.to_onnx                                   # newest run under runs/ -> generator.onnx
+    python -m export.to_onnx --checkpoint runs/best --out demo/models/generator.onnx --fp16 --int8
 
 Nothing is written unless it matches PyTorch within the variant's tolerance on 256 seeds; missing
 folders of --out are created, as the other commands do.
@@ -13,23 +13,22 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from core.errors import UserError  # noqa: E402
-from core.files import atomic_write_text  # noqa: E402
-from export.onnx_export import (  # noqa: E402
+from core.errors import UserError
+from core.files import atomic_write_text
+from export.onnx_export import (
     TOLERANCE,
     VARIANTS,
     to_onnx_fp32,
     variant_path,
     write_verified,
 )
-from trainer.generator_io import find_checkpoint, load_generator  # noqa: E402
-from trainer.networks import fold_batchnorm  # noqa: E402
+from trainer.generator_io import find_checkpoint, load_generator
+from trainer.networks import fold_batchnorm
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python export/to_onnx.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="Generator.pth or a run folder (default: newest runs/*/Generator.pth)")
     p.add_argument("--config", help="generator.json (default: beside the checkpoint)")

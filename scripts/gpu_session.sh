@@ -3,9 +3,9 @@
 # state in checkpoints/ (or start the run), train until BUDGET_S seconds after this script began,
 # and leave a complete snapshot in $OUT every ~90 s, so even a killed call returns the latest one.
 #
-#   here:   python scripts/long_run.py prepare          # data + proxy into .gpu/, heavy files aside
+#   here:   python -m scripts.long_run prepare          # data + proxy into .gpu/, heavy files aside
 #   device: run(command="bash scripts/gpu_session.sh", carry=[".gpu"], timeout_s=570)
-#   here:   python scripts/long_run.py unpack /work/.device/files   # publish, run folder, files back
+#   here:   python -m scripts.long_run unpack /work/.device/files   # publish, run folder, files back
 #
 # Settings (environment): BUDGET_S (510: the whole call, data loading and saving included, ends by
 # then), SNAPSHOT_S (90), STATE (checkpoints/sngan-long), DATA (.gpu/anime-faces-64-q80.zip), PROXY

@@ -1,10 +1,10 @@
 """The long GPU run, from this side: get a call ready, and bring its snapshot home.
 
-    python scripts/long_run.py prepare                  # .gpu/: data + proxy; heavy files set aside
+    python -m scripts.long_run prepare                  # .gpu/: data + proxy; heavy files set aside
     #   device: run(command="bash scripts/gpu_session.sh", carry=[".gpu"], timeout_s=570)
-    python scripts/long_run.py unpack /work/.device/files   # publish the state, update runs/long, restore
-    python scripts/long_run.py restore                  # put the set-aside files back (unpack does it too)
-    python scripts/long_run.py table                    # the run so far, one row per GPU call (Markdown)
+    python -m scripts.long_run unpack /work/.device/files   # publish the state, update runs/long, restore
+    python -m scripts.long_run restore                  # put the set-aside files back (unpack does it too)
+    python -m scripts.long_run table                    # the run so far, one row per GPU call (Markdown)
 
 A call sends the working tree (tracked and untracked-not-ignored files) plus the carried `.gpu/`,
 at most 64 MiB in all. `prepare` therefore moves the shipped models, the browser runtime and docs/
@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.errors import UserError  # noqa: E402
+from core.errors import UserError
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = "anime-faces-64-q80.zip"          # 35 MiB: the copy that fits beside the state (README: "Long run")
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"moved {restore()} files back")
         elif a.cmd == "unpack":
             print(json.dumps(unpack(a.folder)))
-            print("next: python export/to_onnx.py --checkpoint runs/long --out build/long/generator.onnx --fp16 --int8, "
+            print("next: python -m export.to_onnx --checkpoint runs/long --out build/long/generator.onnx --fp16 --int8, "
                   "then python -m trainer.evaluate ... and scripts/ship_model.sh (README: Long run)")
         else:
             manifest = json.loads((STATE / "state.json").read_text()) if (STATE / "state.json").is_file() else {}

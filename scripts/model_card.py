@@ -1,11 +1,11 @@
 """Write a model's card (demo/models/NAME.json) from its run and its measurements, and print the
 README's comparison table from every card and report under docs/models/.
 
-    python scripts/model_card.py card --run runs/best --build build/best --variant fp16 \\
+    python -m scripts.model_card card --run runs/best --build build/best --variant fp16 \\
         --label "H200 best" --notes "..." --out demo/models/generator.json
-    python scripts/model_card.py table          # markdown rows for README's comparison
-    python scripts/model_card.py figure         # docs/models/comparison.png: every model's seeds 0-63
-    python scripts/model_card.py figure --picture losses.png --out docs/models/losses.png
+    python -m scripts.model_card table          # markdown rows for README's comparison
+    python -m scripts.model_card figure         # docs/models/comparison.png: every model's seeds 0-63
+    python -m scripts.model_card figure --picture losses.png --out docs/models/losses.png
 
 A card holds what the app's About tab and the README show: recipe, architecture and size, training
 (epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.files import atomic_write_text, sha256_file  # noqa: E402
+from core.files import atomic_write_text, sha256_file
 
 VARIANTS = ("fp32", "fp16", "int8")
 

@@ -1,18 +1,16 @@
 """Screenshot of the app with the shipped model for the README (needs Debian's chromium + playwright).
 
-    python scripts/screenshot_app.py            # -> docs/app.png, seed 42 in the Face tab
+    python -m scripts.screenshot_app            # -> docs/app.png, seed 42 in the Face tab
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
-from edge_speed import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from load import start_app, stop_app  # noqa: E402
+from bench.edge_speed import CHROMIUM, CHROMIUM_ARGS
+from bench.load import start_app, stop_app
 
 
 def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:

@@ -21,7 +21,7 @@ B=build/$(basename "$RUN")
 D=docs/models/$(basename "$RUN")
 mkdir -p "$B" "$D"
 # Parity failures of a variant are reported, not fatal: that variant is simply not written.
-python export/to_onnx.py --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" || true
+python -m export.to_onnx --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" || true
 test -f "$B/generator.onnx"
 if [ "${SKIP_EVAL:-0}" != 1 ]; then
   for v in "" -fp16 -int8; do
@@ -32,19 +32,19 @@ if [ "${SKIP_EVAL:-0}" != 1 ]; then
   wait
 fi
 # Again, with each variant's FID in its metadata (same weights, same parity figures).
-python export/to_onnx.py --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" \
+python -m export.to_onnx --checkpoint "$RUN" --out "$B/generator.onnx" --fp16 --int8 --report "$B/parity.json" \
   --eval "$B/eval.json" || true
 SRC=$B/generator.onnx
 [ "$VARIANT" = fp32 ] || SRC=$B/generator-$VARIANT.onnx
-card=(python scripts/model_card.py card --run "$RUN" --build "$B" --variant "$VARIANT" --label "$LABEL" --notes "$NOTES")
+card=(python -m scripts.model_card card --run "$RUN" --build "$B" --variant "$VARIANT" --label "$LABEL" --notes "$NOTES")
 if [ "${SHIP:-0}" = 1 ]; then
   cp "$SRC" "demo/models/$NAME.onnx"
   "${card[@]}" --shipped "demo/models/$NAME.onnx" --out "demo/models/$NAME.json"
-  python export/directions.py --model "demo/models/$NAME.onnx" | tee "$D/directions.md"
+  python -m export.directions --model "demo/models/$NAME.onnx" | tee "$D/directions.md"
 fi
 "${card[@]}" --out "$D/card.json"
 cp "$B"/eval*.json "$B/parity.json" "$D/" 2>/dev/null || true
 cp "$RUN/losses.png" "$D/losses.png"
-python demo/generate.py --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
+python -m demo.generate --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
 echo "documented $RUN in $D"
 if [ "${SHIP:-0}" = 1 ]; then echo "shipped demo/models/$NAME.onnx"; fi

@@ -1,22 +1,20 @@
 """README's steering figure: one row of faces per direction, from -3 to +3, for one seed.
 
-    python scripts/steering_figure.py                       # default model, seed 42 -> docs/steering.png
-    python scripts/steering_figure.py --model edge-w64 --seed 7 --out steer.png
+    python -m scripts.steering_figure                       # default model, seed 42 -> docs/steering.png
+    python -m scripts.steering_figure --model edge-w64 --seed 7 --out steer.png
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw
 
-from core.images import make_grid, save_png, upscale  # noqa: E402
-from demo.registry import Registry  # noqa: E402
+from core.images import make_grid, save_png, upscale
+from runtime.registry import Registry
 
 LABEL_W = 150
 

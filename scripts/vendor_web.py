@@ -1,7 +1,7 @@
 """Copy onnxruntime-web's browser runtime from npm into demo/web/vendor/, where the page loads it.
 
-    npm ci --prefix demo/web && python scripts/vendor_web.py             # WebAssembly (3.7 MB)
-    npm ci --prefix demo/web && python scripts/vendor_web.py --webgpu    # also WebGPU (6.8 MB more)
+    npm ci --prefix demo/web && python -m scripts.vendor_web             # WebAssembly (3.7 MB)
+    npm ci --prefix demo/web && python -m scripts.vendor_web --webgpu    # also WebGPU (6.8 MB more)
 
 The vendored files are committed, so a fresh clone's page works without npm and never needs a CDN.
 The WebAssembly binary is stored gzipped (14.2 -> 3.7 MB) and unpacked in the browser with

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED_DATA = ROOT.parent / "shared" / "data" / "anime-faces-64.zip"
 
 # One folder for everything the session writes, set before gradio is imported: Gradio's cache (and
@@ -71,11 +69,16 @@ def tiny_run(tmp_path_factory, blobs) -> Path:
     return out
 
 
-def export_tiny(g, out: Path, arch: dict, recipe: str = "test") -> Path:
+TINY_CLASSES = ["red", "blue", "green"]
+
+
+def export_tiny(g, out: Path, arch: dict, recipe: str = "test", classes: list | None = None,
+                counts: list | None = None) -> Path:
     from export.onnx_export import to_onnx_fp32, write_verified
     from trainer.networks import fold_batchnorm
 
-    card = {"arch": arch, "recipe": {"name": recipe, "description": "a tiny test generator"}, "epochs": 0, "steps": 0}
+    card = {"arch": arch, "recipe": {"name": recipe, "description": "a tiny test generator"}, "epochs": 0, "steps": 0,
+            "classes": classes or [], "class_counts": counts or []}
     res = write_verified(g, to_onnx_fp32(fold_batchnorm(g), g.z_dim), "fp32", out, card)
     assert res.passed, res.message
     return out
@@ -111,6 +114,12 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
     export_tiny(g, folder / "small-resnet.onnx", g.arch(), "resnet-test")
     (folder / "small-resnet.json").write_text(json.dumps({"label": "Small ResNet (test)", "notes": "for tests"}))
     (folder / "broken.onnx").write_bytes(b"not a model")
+    from trainer.networks.dcgan import Generator as DCGAN
+
+    torch.manual_seed(2)
+    c = DCGAN(z_dim=16, width=8, n_classes=3).eval()
+    export_tiny(c, folder / "tiny-cgan.onnx", c.arch(), "cgan-test", classes=TINY_CLASSES, counts=[1, 2, 7])
+    (folder / "tiny-cgan.json").write_text(json.dumps({"label": "Tiny conditional (test)"}))
     from core.steering import directions_path
     from export.directions import measure
 
@@ -125,14 +134,16 @@ def served(tiny_models):
     from gradio_client import Client
 
     from core.system import free_port
-    from demo.app import build_app, serve_edge
-    from demo.registry import Registry
+    from demo.app import build_app, launch_options, serve_edge
+    from runtime.registry import Registry
     from demo.settings import Settings
 
     registry = Registry(tiny_models, device="cpu", default="generator")
-    app = build_app(registry, Settings(max_count=50, file_ttl_s=600))
+    settings = Settings(max_count=50, file_ttl_s=600)
+    app = build_app(registry, settings)
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(prevent_thread_lock=True, quiet=True,
+               **{**launch_options(settings), "server_name": "127.0.0.1", "server_port": port})
     serve_edge(app, tiny_models)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     yield client, registry, port

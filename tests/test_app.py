@@ -7,13 +7,17 @@ import pytest
 from PIL import Image
 
 
-def test_endpoints_are_named_and_take_the_model_last(served):
+def test_endpoints_are_named_and_take_the_model_then_the_class_last(served):
+    """Old calls (without model or class) keep working: both come last, both with defaults."""
     client, _, _ = served
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/face", "/random_face", "/grid", "/zip", "/morph"} <= set(api)
+    assert {"/face", "/random_face", "/grid", "/zip", "/morph", "/steer", "/strip"} <= set(api)
     for name in ("/face", "/random_face", "/grid", "/zip", "/morph"):
-        last = api[name]["parameters"][-1]
-        assert last["parameter_name"] == "model" and last["parameter_has_default"], name
+        *_, model, face_class = api[name]["parameters"]
+        assert model["parameter_name"] == "model" and model["parameter_has_default"], name
+        assert face_class["parameter_name"] == "face_class" and face_class["parameter_has_default"], name
+    for name in ("/steer", "/strip"):
+        assert api[name]["parameters"][-1]["parameter_name"] == "model"
 
 
 def test_face_matches_the_engine(served):

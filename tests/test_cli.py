@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core import ort as core_ort
-from demo.engine import DEFAULT_MODEL
+from runtime.engine import DEFAULT_MODEL
 from demo.generate import main as cli
 
 
@@ -23,7 +23,7 @@ def test_cli_products(tmp_path, tiny_onnx, capsys):
     assert Image.open(tmp_path / "f.png").size == (256, 256)
     assert cli([*m, "--morph", "3,7", "--frames", "4", "--out", str(tmp_path / "m.gif")]) == 0
     with Image.open(tmp_path / "m.gif") as im:
-        assert im.n_frames == 5 and im.size == (128, 128)  # morphs are enlarged twice by default
+        assert im.n_frames == 5 and im.size == (256, 256)  # morphs at 256 px by default, as in the app
     assert cli([*m, "--morph", "3,7", "--frames", "4", "--upscale", "1", "--out", str(tmp_path / "m1.webp")]) == 0
     with Image.open(tmp_path / "m1.webp") as im:
         assert im.size == (64, 64)
@@ -36,7 +36,7 @@ def test_cli_models_by_name(tiny_models, monkeypatch, tmp_path, capsys):
     import functools
 
     import demo.generate
-    from demo.registry import Registry
+    from runtime.registry import Registry
 
     monkeypatch.setattr(demo.generate, "Registry", functools.partial(Registry, tiny_models))
     assert cli(["--list-models"]) == 0
@@ -71,7 +71,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_onnx, capsys, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(core_ort, "nvidia_gpu_present", lambda: False)
     loads = []
-    monkeypatch.setattr("demo.engine.Engine.load", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
+    monkeypatch.setattr("runtime.engine.Engine.load", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
     assert cli(["--model", str(tiny_onnx), "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and err.count("\n") == 1, err

@@ -70,7 +70,7 @@ def test_latents_equal_numpy_for_many_seeds(browser, static_server):
 
 @needs_chromium
 def test_seed_42_matches_python_from_a_static_server(browser, static_server):
-    from demo.engine import Engine
+    from runtime.engine import Engine
 
     page = open_page(browser, f"{static_server}/web/")
     assert page.evaluate("() => window.edge.model().name") == "edge-w64"

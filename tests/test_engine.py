@@ -12,7 +12,8 @@ from PIL import Image
 from core import ort as core_ort
 from core.errors import UserError
 from core.seeds import latents
-from demo import engine as E
+from runtime import engine as E
+from runtime.writers import write_zip
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_psi_changes_the_face(eng):
 def test_zip_of_1000_distinct_faces_with_manifest(eng, tmp_path):
     out = tmp_path / "faces.zip"
     calls = []
-    r = eng.write_zip(range(1000), out, batch_size=128, progress=lambda d, t: calls.append((d, t)))
+    r = write_zip(eng, range(1000), out, batch_size=128, progress=lambda d, t: calls.append((d, t)))
     assert r["count"] == 1000 and r["distinct"] == 1000 and calls[-1] == (1000, 1000)
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
@@ -158,10 +159,10 @@ def test_bad_model_files_are_refused_with_one_line(tmp_path, tiny_onnx, capsys):
 
 
 def test_registry_chooses_by_name_and_survives_a_broken_model(tiny_models):
-    from demo.registry import Registry
+    from runtime.registry import Registry
 
     reg = Registry(tiny_models, device="cpu")
-    assert reg.default == "generator" and reg.names() == ["generator", "broken", "small-resnet"]
+    assert reg.default == "generator" and reg.names() == ["generator", "broken", "small-resnet", "tiny-cgan"]
     assert dict(reg.choices())["Small ResNet (test)"] == "small-resnet"
     assert reg.get("small-resnet").card()["architecture"]["name"] == "resnet"
     with pytest.raises(UserError, match="model 'broken' could not be loaded: .*not a usable ONNX model"):
@@ -176,7 +177,7 @@ def test_registry_chooses_by_name_and_survives_a_broken_model(tiny_models):
 
 
 def test_shipped_models_load_and_carry_cards():
-    from demo.registry import Registry
+    from runtime.registry import Registry
 
     reg = Registry(device="cpu")
     if not reg.entries:
@@ -187,3 +188,61 @@ def test_shipped_models_load_and_carry_cards():
         assert entry.card.get("label") and entry.path.stat().st_size <= 25 * 2**20, name
         assert engine.card()["fid"] is not None, f"{name} has no FID in its metadata"
         assert engine.faces([42]).shape == (1, 64, 64, 3)
+
+
+def test_a_conditional_model_takes_a_class(tiny_models, tmp_path):
+    """The class is part of the ONNX interface; seed 42 with class 'blue' is one face; 'any' lets each
+    seed draw its class with the training data's frequencies; a wrong class names the choices."""
+    from core.seeds import seed_classes
+    from tests.conftest import TINY_CLASSES
+
+    e = E.Engine.load(tiny_models / "tiny-cgan.onnx", "cpu")
+    assert e.classes == TINY_CLASSES and e.class_weights == [1, 2, 7]
+    blue = e.faces([42, 42], cls="blue")
+    np.testing.assert_array_equal(blue[0], blue[1])
+    np.testing.assert_array_equal(blue, e.faces([42, 42], cls="blue", batch_size=1))
+    assert not np.array_equal(blue[0], e.faces([42], cls="red")[0])  # the class changes the face
+    drawn = seed_classes(range(2000), e.z_dim, e.class_weights)
+    assert abs(np.mean(drawn == 2) - 0.7) < 0.05 and abs(np.mean(drawn == 0) - 0.1) < 0.03
+    np.testing.assert_array_equal(e.faces([5], cls="any")[0], e.faces([5], cls=TINY_CLASSES[drawn[5]])[0])
+    with pytest.raises(UserError, match="class must be one of: any, red, blue, green; got 'pink'"):
+        e.faces([1], cls="pink")
+    frames = e.morph([3, 7], 4, cls="green")
+    np.testing.assert_array_equal(frames[0], e.faces([3], cls="green")[0])
+    np.testing.assert_array_equal(frames[-1], e.faces([7], cls="green")[0])
+    r = write_zip(e, range(6), tmp_path / "c.zip", cls="red")
+    with zipfile.ZipFile(tmp_path / "c.zip") as zf:
+        assert json.loads(zf.read("manifest.json"))["class"] == "red"
+        np.testing.assert_array_equal(np.asarray(Image.open(zf.open("seed_0000000004.png"))),
+                                      e.faces([4], cls="red")[0])
+    assert r["count"] == 6
+    plain = E.Engine.load(tiny_models / "generator.onnx", "cpu")
+    assert plain.classes == [] and plain.faces([1], cls="any").shape == (1, 64, 64, 3)
+    with pytest.raises(UserError, match="this model has no classes"):
+        plain.faces([1], cls="blue")
+
+
+def test_streamed_zips_keep_memory_flat_and_name_a_full_disk(eng, tmp_path, monkeypatch):
+    """Latents are made batch by batch (no list of a million latents), and a full disk in folder
+    output names the file and how many faces were written."""
+    import errno
+
+    from runtime import writers
+
+    made = []
+    real = writers.Engine.stream if hasattr(writers, "Engine") else None
+    assert real is not None
+    sizes = [len(part) for part, _ in eng.stream(range(300), batch_size=64)]
+    assert sizes == [64, 64, 64, 64, 44]
+    calls = []
+
+    def full(path, data, *a):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        (tmp_path / "out").mkdir(exist_ok=True)
+        path.write_bytes(data)
+    monkeypatch.setattr(writers, "atomic_write_bytes", full)
+    with pytest.raises(UserError, match=r"could not write .*seed_0000000003.png: the disk is full; 3 of 10 faces"):
+        writers.write_folder(eng, range(10), tmp_path / "out")
+    assert made == []

@@ -183,7 +183,7 @@ def test_trainer_samples_equal_the_exported_models_faces(tmp_path, tiny_run):
     from PIL import Image
 
     from core.images import make_grid
-    from demo.engine import Engine
+    from runtime.engine import Engine
 
     out = tmp_path / "g.onnx"
     assert main(["--checkpoint", str(tiny_run), "--out", str(out)]) == 0

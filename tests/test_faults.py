@@ -121,3 +121,102 @@ def test_code_never_calls_torch_load_without_weights_only():
             if "torch.load(" in line and "weights_only=True" not in line and "test_faults" not in path.name:
                 offenders.append(f"{path.relative_to(ROOT)}:{n}")
     assert offenders == []
+
+
+def test_a_full_disk_stops_training_with_one_line_and_keeps_the_checkpoint(tmp_path, blobs, capsys, monkeypatch):
+    import errno
+
+    from trainer import run_files
+    from trainer.train import main
+
+    out = tmp_path / "run"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--max-steps", "2", *TINY]) == 0
+    good = (out / "checkpoint.pt").read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "samples" / "x.png"))
+    monkeypatch.setattr(run_files, "save_samples", full)
+    assert main(["--resume", str(out), "--max-steps", "4", *TINY[-3:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the disk is full" in err and f"--resume {out}" in err
+    assert load_torch(out / "checkpoint.pt")["step"] in (2, 4) and (out / "checkpoint.pt").read_bytes() != b""
+    assert good  # the previous complete checkpoint was replaced only by a complete one
+
+
+def test_resume_needs_room_for_one_file_not_all_of_them(tmp_path, blobs, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    from trainer import run_files
+    from trainer.train import main
+
+    out = tmp_path / "run"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--max-steps", "1", *TINY]) == 0
+    usage = namedtuple("usage", "total used free")
+    size = (out / "checkpoint.pt").stat().st_size
+    need = run_files.output_bytes(*[sum(p.numel() for p in net.parameters()) for net in _nets()], True, resume=True)
+    assert size < need < 1.3 * size + 3 * 2**20  # about one checkpoint's temporary copy, not every file twice
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, need))
+    assert main(["--resume", str(out), "--max-steps", "2", *TINY[-3:]]) == 0, capsys.readouterr().err
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, size // 2))
+    assert main(["--resume", str(out), "--max-steps", "3", *TINY[-3:]]) == 2
+    assert "not enough free disk space" in capsys.readouterr().err
+
+
+def _nets():
+    from trainer.config import get_recipe
+    from trainer.networks import discriminator_for, generator_for
+
+    r = get_recipe("best", g_width=8, d_width=8)
+    return generator_for(r), discriminator_for(r, False)
+
+
+def test_resume_keeps_the_runs_limits_and_removes_stale_temporaries(tmp_path, blobs):
+    """A resumed run keeps --max-steps and --checkpoint-minutes unless given again, and a temporary
+    file a kill -9 left behind is removed at the next start."""
+    from trainer.train import main
+
+    out = tmp_path / "run"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--max-steps", "3",
+                 "--checkpoint-minutes", "7", *TINY]) == 0
+    stale = out / ".losses.png._76rmmh6.tmp"
+    stale.write_bytes(b"torn")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert main(["--resume", str(out), "--quiet"]) == 0  # no limits given: the run's own apply
+    state = load_torch(out / "checkpoint.pt")
+    assert state["step"] == 3 and state["options"]["max_steps"] == 3 and state["options"]["checkpoint_minutes"] == 7
+    assert not stale.exists()
+    assert main(["--resume", str(out), "--max-steps", "5", "--quiet"]) == 0
+    assert load_torch(out / "checkpoint.pt")["step"] == 5
+
+
+def test_raw_pickles_and_their_advice(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVIL_MARKER", str(tmp_path / "pwned"))
+    raw = tmp_path / "raw.pth"
+    raw.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(CheckpointError, match="is a raw pickle, not a PyTorch weights file") as info:
+        load_torch(raw)
+    assert "weights_only=False" not in str(info.value) and "weights_only` set to `False" not in str(info.value)
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": _Evil()}, evil)
+    with pytest.raises(CheckpointError, match="it would load posix.system") as info:
+        load_torch(evil)
+    assert "False" not in str(info.value)
+
+
+def test_export_to_a_full_disk_names_the_file(tmp_path, tiny_run, monkeypatch, capsys):
+    import errno
+
+    import onnx
+
+    from export.to_onnx import main
+
+    def full(model, path, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(onnx, "save", full)
+    out = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(tiny_run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"could not write {out}: No space left on device" in err and "Errno" not in err
+    assert not out.exists() and list(tmp_path.glob(".g.onnx*")) == []

@@ -8,7 +8,7 @@ from PIL import Image
 
 from core.errors import UserError
 from core.steering import Directions, directions_path
-from demo.engine import MODELS_DIR, Engine
+from runtime.engine import MODELS_DIR, Engine
 from export.directions import measure_attributes
 
 
@@ -53,7 +53,9 @@ def test_edits_are_checked_and_applied(tiny_models):
     np.testing.assert_allclose(z1 - z0, 2.0 * d.vectors[d.names.index("brightness")][None], atol=1e-6)
     for bad, message in [("nose=1", "unknown direction 'nose'"), ("brightness=9", "from -5 to 5"),
                          ("brightness=x", "must be a number"), ("brightness", "NAME=STRENGTH"),
-                         ("brightness=nan", "from -5 to 5"), ("x" * 5000, "must be text")]:
+                         ("brightness=nan", "must be a number"), ("x" * 5000, "must be text"),
+                         ("brightness=\u0661", "must be a number"), ("brightness=inf", "must be a number"),
+                         ("brightness=\uff11", "must be a number")]:
         with pytest.raises(UserError, match=message):
             engine.edits(bad)
     strip = engine.strip(42, "brightness", 1.0)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,23 @@ def load_torch(path: str | Path) -> Any:
     if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch's zip format, or a legacy pickle
         raise CheckpointError(f"{path} is not a readable PyTorch file (neither a torch zip archive nor a pickle)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a pickle protocol before it refuses the file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
-        text = " ".join(str(exc).split())
-        detail = shorten(text, 200) if text else type(exc).__name__
-        if "Unsupported global" in text or "GLOBAL" in text or "not an allowed global" in text:
-            raise CheckpointError(f"{path} is not a plain weights file (refused by torch.load(weights_only=True): "
-                                  f"{detail})") from None
-        raise CheckpointError(f"{path} is not a readable PyTorch file (truncated or damaged?): {detail}") from None
+        raise CheckpointError(_why(path, exc, head)) from None
+
+
+def _why(path: Path, exc: Exception, head: bytes) -> str:
+    """One line on why torch.load(weights_only=True) refused a file, without torch's own advice (which
+    suggests weights_only=False: exactly what must never be done with a file from elsewhere)."""
+    text = " ".join(str(exc).split())
+    named = re.search(r"(?:unsupported GLOBAL|Unsupported global:?) ([\w.]+)", text)
+    if named:
+        return (f"{path} is not a plain weights file (refused by torch.load(weights_only=True): it would load "
+                f"{named.group(1)}, which could run code)")
+    if "Unsupported operand" in text or (head.startswith(b"\x80") and "WeightsUnpickler" in text):
+        return f"{path} is a raw pickle, not a PyTorch weights file (refused: a pickle can run code)"
+    detail = re.sub(r"Weights only load failed\..*?use case:", "", text)  # keep the cause, drop the advice
+    detail = re.sub(r"Check the documentation of torch.load.*", "", detail).strip() or type(exc).__name__
+    return f"{path} is not a readable PyTorch file (truncated or damaged?): {shorten(detail, 200)}"

@@ -71,6 +71,8 @@ class RunState:
 
         self.class_names = list(class_names or [])
         self.n_classes = len(self.class_names)
+        self.class_counts = (np.bincount(labels, minlength=self.n_classes).tolist()
+                             if self.n_classes and labels is not None else [])
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
         self.objective = objective_for(recipe)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError, quote, shorten
-from demo.engine import DEFAULT_MODEL, MODELS_DIR, Engine
+from runtime.engine import DEFAULT_MODEL, MODELS_DIR, Engine
 
 MODEL_ENV = "ANIME_GAN_MODEL"      # a model name or a path to an .onnx file
 DEFAULT_NAME = DEFAULT_MODEL.stem  # "generator"

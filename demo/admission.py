@@ -1,0 +1,119 @@
+"""What one visitor may ask of a public server: small requests, no uploads, a bounded share of the queue.
+
+- Request bodies: every input of this app fits in a few hundred bytes, so bodies over
+  `ANIME_GAN_MAX_BODY` (64 KiB) are refused with 413 before Gradio reads them (Gradio keeps a
+  request's inputs in its per-session state, so 25 bodies of 64 MiB took 1.7 GB that never came back).
+- Uploads: no component takes a file, so Gradio's upload route answers 403.
+- The queue: a visitor (by address, and by session) has at most `per_client` requests waiting or
+  running, and at most `per_client_heavy` zips or morphs; all visitors together have at most
+  `heavy_total` of those waiting, so single faces always find room in the queue.
+
+The body limit is ASGI middleware, given to Gradio's FastAPI app at launch (`app_kwargs`); the queue
+bound wraps the queue's `push`, the one place where Gradio admits a request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("anime_gan.app")
+UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes` (by Content-Length, or counted as it streams
+    in), 403 for the upload route."""
+
+    def __init__(self, app, max_bytes: int = 64 * 1024):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if any(path.rstrip("/").endswith(p) for p in UPLOAD_PATHS):
+            log.info("rejected upload to %s: this app takes no files", path)
+            return await _reply(send, 403, "this app takes no uploads")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            log.info("rejected request body of %s bytes to %s (at most %d)", length.decode(), path, self.max_bytes)
+            return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+        seen, started = 0, False
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, counted, tracked_send)
+        except _TooLarge:
+            log.info("rejected a streamed request body to %s over %d bytes", path, self.max_bytes)
+            if not started:
+                await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+
+
+async def _reply(send, status: int, text: str) -> None:
+    body = json.dumps({"detail": text}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass(frozen=True)
+class QueueBounds:
+    per_client: int = 8           # requests waiting or running, per address and per session
+    per_client_heavy: int = 2     # zips and morphs, per address and per session
+    heavy_total: int = 16         # zips and morphs waiting, all visitors together
+
+
+def client_of(request) -> str:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "?"
+
+
+def bound_queue(blocks, heavy_groups: tuple[str, ...], bounds: QueueBounds = QueueBounds()) -> None:
+    """Wrap the queue's push so no visitor fills the queue; refusals are one line, for the refused
+    visitor only."""
+    queue = blocks._queue
+    original = queue.push
+
+    async def push(body, request, username):
+        if body.fn_index is not None:
+            from gradio import route_utils
+
+            try:
+                fn = route_utils.get_fn(blocks, None, body)
+            except Exception:  # noqa: BLE001 - an unknown function: Gradio answers it as before
+                return await original(body, request, username)
+            heavy = fn.concurrency_id in heavy_groups
+            waiting = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+            running = [e for job in list(queue.active_jobs) if job for e in job]
+            host = client_of(request)
+            mine = [e for e in waiting + running if e.session_hash == body.session_hash or client_of(e.request) == host]
+            why = None
+            if len(mine) >= bounds.per_client:
+                why = f"at most {bounds.per_client} requests at a time from one visitor"
+            elif heavy and sum(e.concurrency_id in heavy_groups for e in mine) >= bounds.per_client_heavy:
+                why = f"at most {bounds.per_client_heavy} zips or morphs at a time from one visitor"
+            elif heavy and sum(e.concurrency_id in heavy_groups for e in waiting) >= bounds.heavy_total:
+                why = f"{bounds.heavy_total} zips and morphs are waiting already; try again in a minute"
+            if why:
+                log.info("rejected a queue request from %s: %s", host, why)
+                return False, f"Busy: {why}.", "queue_full"
+        return await original(body, request, username)
+
+    queue.push = push
