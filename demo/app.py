@@ -59,10 +59,11 @@ class UI:
         return trigger(self.fn[name], inputs, outputs, concurrency_id=e.group,
                        concurrency_limit=GROUPS[e.group], **{**extra, **api})
 
-    def class_menu(self) -> gr.Dropdown:
+    def class_menu(self, tab: str) -> gr.Dropdown:
         """The class menu of a tab: shown only when the chosen model has classes."""
         classes = self.h.classes(self.model.value)
-        menu = Dropdown([ANY_CLASS, *classes], value=ANY_CLASS, label="Class (hair colour)", visible=bool(classes))
+        menu = Dropdown([ANY_CLASS, *classes], value=ANY_CLASS, label="Class (hair colour)", visible=bool(classes),
+                        elem_id=f"class-{tab}")
         self.class_menus.append(menu)
         return menu
 
@@ -73,11 +74,11 @@ def face_tab(ui: UI) -> None:
             with gr.Column(scale=1):
                 seed = Number(value=42, label=f"Seed (0 to {MAX_SEED}; Enter generates)", elem_id="seed")
                 psi = _psi(PSI_LABEL)
-                cls = ui.class_menu()
+                cls = ui.class_menu("face")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     rnd = gr.Button("Random seed", elem_id="random")
-                caption = gr.Markdown(label="caption")
+                caption = gr.Markdown(label="caption", elem_id="caption")
                 png = gr.File(label="64x64 PNG")
             with gr.Column(scale=2):
                 big = gr.Image(label="Face (shown 8x, pixel-crisp)", type="pil", format="png", height=512, elem_id="face")
@@ -95,9 +96,9 @@ def grid_tab(ui: UI) -> None:
             rows = Slider(1, LIMITS.grid_side, value=8, step=1, label="Rows")
             cols = Slider(1, LIMITS.grid_side, value=8, step=1, label="Columns")
             psi = _psi()
-            cls = ui.class_menu()
-        go = gr.Button("Make grid", variant="primary")
-        layout = gr.Markdown(label="layout")
+            cls = ui.class_menu("grid")
+        go = gr.Button("Make grid", variant="primary", elem_id="grid-go")
+        layout = gr.Markdown(label="layout", elem_id="grid-note")
         img = gr.Image(label="Grid", type="pil", format="png")
         file = gr.File(label="Grid PNG (64 px cells)")
         cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
@@ -112,7 +113,7 @@ def zip_tab(ui: UI, max_count: int) -> None:
             count = Number(value=min(1000, max_count), label=f"How many (1 to {max_count})")
             start = Number(value=0, label="Start seed")
             psi = _psi()
-            cls = ui.class_menu()
+            cls = ui.class_menu("zip")
         go = gr.Button("Make zip", variant="primary")
         info = gr.Markdown(label="summary")
         file = gr.File(label="faces.zip (PNG per seed + manifest.json)")
@@ -129,13 +130,13 @@ def morph_tab(ui: UI) -> None:
                             label=f"Frames per step (at most {LIMITS.morph_total_frames} frames in all)")
             fmt = Radio(animation_formats(), value=animation_formats()[0], label="Format")
             psi = _psi()
-            cls = ui.class_menu()
-        go = gr.Button("Morph", variant="primary")
-        caption = gr.Markdown()
+            cls = ui.class_menu("morph")
+        go = gr.Button("Morph", variant="primary", elem_id="morph")
+        caption = gr.Markdown(elem_id="morph-note")
         anim = gr.Image(label="Animation", type="filepath")
         file = gr.File(label="Download")
         # Eight columns fit a 1280 px window; one morph at a time (the largest legal one is 241 frames).
-        frames_out = gr.Gallery(label="Frames", columns=8, height=300, format="png")
+        frames_out = gr.Gallery(label="Frames", columns=8, height=300, format="png", elem_id="morph-frames")
         ui.wire(go.click, "morph", [seeds, frames, fmt, psi, ui.model, cls], [anim, file, frames_out])
         ui.stale.append((caption, [anim, file, frames_out]))
 
@@ -153,13 +154,14 @@ def steer_tab(ui: UI) -> None:
                            for n in names]
             with gr.Column(scale=2):
                 big = gr.Image(label="Steered face (8x)", type="pil", format="png", height=512, elem_id="steered")
-                caption = gr.Markdown()
+                caption = gr.Markdown(elem_id="steer-caption")
                 png = gr.File(label="64x64 PNG")
                 with gr.Row():
                     direction = Dropdown(names, value=names[0] if names else None, label="Direction")
-                    go = gr.Button("Strip from -3 to +3")
+                    go = gr.Button("Strip from -3 to +3", elem_id="strip-go")
                 gr.Markdown("Strip (seed along the direction, -3 to +3):")
-                strip = gr.Image(show_label=False, buttons=[], type="pil", format="png")  # no icons over the faces
+                strip = gr.Image(show_label=False, buttons=[], type="pil", format="png",  # no icons over the faces
+                                 elem_id="strip")
                 strip_png = gr.File(label="Strip PNG")
                 strip_caption = gr.Markdown()
         # The face follows the sliders and Enter in their number boxes; the API takes edits as text (/steer).

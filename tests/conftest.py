@@ -119,7 +119,8 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
     torch.manual_seed(2)
     c = DCGAN(z_dim=16, width=8, n_classes=3).eval()
     export_tiny(c, folder / "tiny-cgan.onnx", c.arch(), "cgan-test", classes=TINY_CLASSES, counts=[1, 2, 7])
-    (folder / "tiny-cgan.json").write_text(json.dumps({"label": "Tiny conditional (test)"}))
+    (folder / "tiny-cgan.json").write_text(json.dumps({"label": "Tiny conditional (test)", "classes": TINY_CLASSES,
+                                                        "class_counts": [1, 2, 7]}))
     from core.steering import directions_path
     from export.directions import measure
 

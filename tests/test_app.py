@@ -197,3 +197,44 @@ def test_malloc_is_tuned_unless_the_user_chose(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert tune_malloc() is (sys.platform.startswith("linux"))
     release()
+
+
+def test_a_conditional_model_by_class_through_the_api(served):
+    """Seed 42 with class 'blue' is the engine's face; an old call (no class) still works; a wrong
+    class is one line naming the choices; zips and morphs take the class too."""
+    from gradio_client.exceptions import AppError
+
+    client, registry, _ = served
+    engine = registry.get("tiny-cgan")
+    _, png, caption = client.predict(42, 1.0, "tiny-cgan", "blue", api_name="/face")
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), engine.faces([42], cls="blue")[0])
+    assert "class blue" in caption
+    _, png, _ = client.predict(42, 1.0, "tiny-cgan", api_name="/face")  # "any": the seed's own class
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), engine.faces([42])[0])
+    with pytest.raises(AppError, match="class must be one of: any, red, blue, green; got 'pink'"):
+        client.predict(42, 1.0, "tiny-cgan", "pink", api_name="/face")
+    with pytest.raises(AppError, match="this model has no classes"):
+        client.predict(42, 1.0, "generator", "blue", api_name="/face")
+    _, _, cells, _ = client.predict(3, 1, 2, 1.0, "tiny-cgan", "green", api_name="/grid")
+    np.testing.assert_array_equal(np.asarray(Image.open(cells[1]["image"])), engine.faces([4], cls="green")[0])
+    path, _ = client.predict(3, 0, 1.0, "tiny-cgan", "red", api_name="/zip")
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("manifest.json"))["class"] == "red"
+    _, _, frames = client.predict("3,7", 2, "gif", 1.0, "tiny-cgan", "green", api_name="/morph")
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[0]["image"])), engine.faces([3], cls="green")[0])
+
+
+def test_the_about_handler_wraps_unknown_models(served, caplog):
+    """fn 'about' (the model menu's change event) answers an unknown model in one logged line."""
+    import logging
+
+    from demo.handlers import Handlers, wrapped
+    import gradio as gr
+
+    _, registry, _ = served
+    caplog.set_level(logging.INFO, logger="anime_gan.app")
+    fn = wrapped(Handlers(registry, None))["about"]
+    with pytest.raises(gr.Error):
+        fn("nope")
+    rejected = [r for r in caplog.records if r.getMessage().startswith("rejected /about: unknown model")]
+    assert len(rejected) == 1 and rejected[0].exc_info is None

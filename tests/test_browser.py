@@ -35,3 +35,52 @@ def test_page_generates_a_face(served):
         page.screenshot(path=str(SHOT / "app.png"), full_page=True)
         browser.close()
     assert (SHOT / "app.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_ui_answers_as_people_expect(served):
+    """Steer shows the seed's face at once; Enter in the seed box generates; a model switch refreshes
+    the face, shows the class menu for a conditional model and marks the other tabs stale; the morph
+    frames fit a 1280 px window; nothing covers the strip's faces."""
+    from playwright.sync_api import sync_playwright
+
+    _, _, port = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+        page.wait_for_function("() => document.querySelector('#caption').innerText.includes('Seed 42')",
+                               timeout=30_000)  # the Face tab's face is there before any click
+        page.get_by_role("tab", name="Steer", exact=True).click()
+        page.wait_for_selector("#steered img", timeout=30_000)  # before any slider moves
+        page.click("#strip-go")
+        page.wait_for_selector("#strip img", timeout=30_000)
+        # No label and no icons over the strip's first and last faces.
+        assert page.locator("#strip label:visible").count() == 0
+        assert page.locator("#strip .icon-button-wrapper button").count() == 0
+        page.get_by_role("tab", name="Face", exact=True).click()
+        page.fill("#seed input", "7")
+        page.press("#seed input", "Enter")
+        page.wait_for_function("() => document.querySelector('#caption').innerText.includes('Seed 7')",
+                               timeout=30_000)
+        before = page.locator("#face img").get_attribute("src")
+        assert not page.locator("#class-face").is_visible()  # the default model has no classes
+        page.get_by_role("tab", name="Grid", exact=True).click()
+        page.click("#grid-go")
+        page.wait_for_function("() => document.querySelector('#grid-note').innerText.includes('holds seed')",
+                               timeout=30_000)
+        page.get_by_role("tab", name="Face", exact=True).click()
+        page.click("#model input")
+        page.get_by_role("option", name="Tiny conditional (test)").click()
+        page.wait_for_function(f"() => document.querySelector('#face img') && "
+                               f"document.querySelector('#face img').src !== {before!r}", timeout=30_000)
+        page.wait_for_selector("#class-face", state="visible", timeout=30_000)
+        page.get_by_role("tab", name="Grid", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#grid-note').innerText.includes('model changed')",
+                               timeout=30_000)
+        page.get_by_role("tab", name="Morph", exact=True).click()
+        page.click("#morph")
+        page.wait_for_selector("#morph-frames img", timeout=60_000)
+        boxes = [page.locator("#morph-frames img").nth(i).bounding_box() for i in range(12)]
+        assert all(b and b["x"] + b["width"] <= 1280 for b in boxes), boxes  # the 12th column is not clipped
+        browser.close()

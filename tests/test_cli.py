@@ -102,3 +102,24 @@ def test_no_gpu_machine_gets_no_cuda_warning(tiny_onnx, tmp_path, capsys, monkey
     assert cli(["--model", str(tiny_onnx), "--seeds", "1", "--out", str(tmp_path / "a.png")]) == 0
     out = capsys.readouterr().out
     assert "provider: CPU (no NVIDIA GPU found; CPU in use)" in out and "could not start" not in out
+
+
+def test_cli_classes(tiny_models, monkeypatch, tmp_path, capsys):
+    import functools
+
+    import numpy as np
+
+    import demo.generate
+    from runtime.registry import Registry
+
+    monkeypatch.setattr(demo.generate, "Registry", functools.partial(Registry, tiny_models))
+    assert cli(["--list-models"]) == 0
+    assert "classes: red, blue, green (--class NAME; default any)" in capsys.readouterr().out
+    assert cli(["--model", "tiny-cgan", "--class", "blue", "--seeds", "42", "--out", str(tmp_path / "b.png")]) == 0
+    assert "class: blue" in capsys.readouterr().out
+    engine = Registry(tiny_models, device="cpu").get("tiny-cgan")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), engine.faces([42], cls="blue")[0])
+    assert cli(["--model", "tiny-cgan", "--class", "pink", "--seeds", "1", "--out", str(tmp_path / "p.png")]) == 2
+    assert "class must be one of: any, red, blue, green; got 'pink'" in capsys.readouterr().err
+    assert cli(["--model", "generator", "--class", "blue", "--seeds", "1", "--out", str(tmp_path / "g.png")]) == 2
+    assert "no classes" in capsys.readouterr().err and not (tmp_path / "p.png").exists()

@@ -113,3 +113,37 @@ def test_the_app_serves_the_page_and_its_models(browser, served):
     page.wait_for_function("() => document.querySelector('#error').textContent.length > 0", timeout=60_000)
     assert "could not load ../models/missing.onnx (HTTP 404)" in page.locator("#error").inner_text()
     page.close()
+
+
+@needs_chromium
+def test_the_page_takes_a_class_like_python(browser, served):
+    """A conditional model in the page: seed 42 with class 'blue' is Python's face, 'any' draws each
+    seed's class as core.seeds.seed_classes does, and the class menu shows the model's classes."""
+    from core.seeds import seed_classes
+    from tests.conftest import TINY_CLASSES
+
+    _, registry, port = served
+    page = open_page(browser, f"http://127.0.0.1:{port}/edge/?model=tiny-cgan")
+    assert page.evaluate("() => window.edge.model().classes") == TINY_CLASSES
+    assert page.locator("#class-label").is_visible()
+    engine = registry.get("tiny-cgan")
+    for cls in ("blue", "any"):
+        got = np.array(page.evaluate("async (c) => Array.from((await window.edge.faces([42], 1, c))[0])", cls), np.uint8)
+        want = engine.faces([42], cls=cls)[0]
+        assert np.abs(got.reshape(64, 64, 4)[..., :3].astype(int) - want.astype(int)).max() <= 2, cls
+    drawn = page.evaluate("() => Array.from({length: 300}, (_, s) => window.edge.seedClass(s, 16, [1, 2, 7]))")
+    assert drawn == seed_classes(range(300), 16, [1, 2, 7]).tolist()
+    page.close()
+
+
+@needs_chromium
+def test_a_model_switch_marks_the_grid_and_morph_stale(browser, static_server):
+    page = open_page(browser, f"{static_server}/web/")
+    page.click("#grid-go")
+    page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('faces in')")
+    page.select_option("#model", "generator")
+    page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('model changed')",
+                           timeout=120_000)
+    page.wait_for_function("() => window.edge.model().name === 'generator'")
+    assert "model changed" in page.locator("#morph-info").inner_text()
+    page.close()

@@ -1,6 +1,6 @@
 // The in-browser page: the shipped ONNX generator on onnxruntime-web (vendor/, no CDN), faces,
 // grids and morphs made on the visitor's device from the same seeds as the Python runtime.
-import { MAX_SEED, checkSeed, latents, randn, slerp } from "./latents.js";
+import { MAX_SEED, checkSeed, latents, randn, seedClass, slerp } from "./latents.js";
 
 const t0 = performance.now();
 const FACE = 64;
@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let ort = null;
 let backend = "wasm";
-let model = null;  // { name, session, zDim, inputName, bytes, seconds }
+let model = null;  // { name, session, zDim, inputName, bytes, seconds, classes, weights }
 
 function showError(message) { $("error").textContent = message; }
 function clearError() { $("error").textContent = ""; }
@@ -46,10 +46,32 @@ async function loadModel(name) {
   const meta = session.inputMetadata?.[0];
   const zDim = meta?.shape?.[1];
   if (!Number.isInteger(zDim)) throw new Error(`${name}.onnx does not say its z size`);
+  // A conditional model takes a second input, `class`; its names and training frequencies are in its card.
+  let classes = [], weights = [];
+  if (session.inputNames.includes("class")) {
+    const card = await (await fetchOk(`../models/${name}.json`)).json();
+    classes = card.classes || [];
+    weights = card.class_counts?.length === classes.length ? card.class_counts : classes.map(() => 1);
+    if (!classes.length) throw new Error(`${name}.onnx takes a class but its card names no classes`);
+  }
   model = { name, session, zDim, inputName: session.inputNames[0], bytes: bytes.length,
-            seconds: (performance.now() - start) / 1000 };
+            seconds: (performance.now() - start) / 1000, classes, weights };
+  const menu = $("class");
+  menu.replaceChildren(...["any", ...classes].map((c) => new Option(c, c)));
+  $("class-label").hidden = !classes.length;
   $("status").textContent = `${name}: ${(bytes.length / 1e6).toFixed(1)} MB, z ${zDim}, on ${backend} ` +
-    `(${model.seconds.toFixed(2)} s to load)`;
+    `(${model.seconds.toFixed(2)} s to load)` + (classes.length ? `, classes: ${classes.join(", ")}` : "");
+}
+
+// The class of each seed's face: the chosen one, or each seed's own draw ("any").
+function classesFor(seeds, chosen = $("class").value) {
+  if (!model.classes.length) return null;
+  if (chosen !== "any") {
+    const k = model.classes.indexOf(chosen);
+    if (k < 0) throw new Error(`class must be one of: any, ${model.classes.join(", ")}; got ${JSON.stringify(chosen)}`);
+    return seeds.map(() => k);
+  }
+  return seeds.map((s) => seedClass(s, model.zDim, model.weights));
 }
 
 // numpy's rint: round half to even, as core/images.py's to_uint8.
@@ -58,10 +80,11 @@ function rint(v) {
   return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-// z [n * zDim] -> n faces as RGBA bytes [n][64 * 64 * 4].
-async function render(z, n) {
-  const input = new ort.Tensor("float32", z, [n, model.zDim]);
-  const out = (await model.session.run({ [model.inputName]: input }))[model.session.outputNames[0]];
+// z [n * zDim] (and n classes for a conditional model) -> n faces as RGBA bytes [n][64 * 64 * 4].
+async function render(z, n, classes = null) {
+  const feeds = { [model.inputName]: new ort.Tensor("float32", z, [n, model.zDim]) };
+  if (model.classes.length) feeds.class = new ort.Tensor("int64", BigInt64Array.from(classes.map(BigInt)), [n]);
+  const out = (await model.session.run(feeds))[model.session.outputNames[0]];
   const x = out.data;
   const plane = FACE * FACE;
   const faces = [];
@@ -79,8 +102,8 @@ async function render(z, n) {
   return faces;
 }
 
-async function faces(seeds, psi = 1) {
-  return render(latents(seeds, model.zDim, psi), seeds.length);
+async function faces(seeds, psi = 1, chosen = undefined) {
+  return render(latents(seeds, model.zDim, psi), seeds.length, classesFor(seeds, chosen));
 }
 
 function draw(canvas, rgba, x, y, scale) {
@@ -121,7 +144,8 @@ async function showFace() {
   const start = performance.now();
   const [rgba] = await faces([seed], psi);
   draw($("face"), rgba, 0, 0, 4);
-  $("face-info").textContent = `seed ${seed}: ${(performance.now() - start).toFixed(0)} ms`;
+  const cls = model.classes.length ? `, class ${$("class").value}` : "";
+  $("face-info").textContent = `seed ${seed}${cls}: ${(performance.now() - start).toFixed(0)} ms`;
   $("face").dataset.seed = String(seed);
   if (window.edge.coldStartMs === null) window.edge.coldStartMs = performance.now() - t0;
 }
@@ -155,7 +179,8 @@ async function showMorph() {
   const flat = new Float32Array(z.length * model.zDim);
   z.forEach((row, i) => flat.set(row, i * model.zDim));
   const t = performance.now();
-  const frames = await render(flat, z.length);
+  const first = classesFor(seeds.slice(0, 1));  // one class for the whole morph: the chosen one, or the first seed's
+  const frames = await render(flat, z.length, first && z.map(() => first[0]));
   $("morph-info").textContent = `${frames.length} frames in ${(performance.now() - t).toFixed(0)} ms`;
   clearInterval(morphTimer);
   let i = 0;
@@ -164,20 +189,21 @@ async function showMorph() {
 
 // Faces per second at a batch size, for bench/edge_speed.py.
 async function bench(batch, seconds = 2) {
-  const z = latents(Array.from({ length: batch }, (_, i) => i), model.zDim);
-  const input = new ort.Tensor("float32", z, [batch, model.zDim]);
-  await model.session.run({ [model.inputName]: input });  // warm-up
+  const seeds = Array.from({ length: batch }, (_, i) => i);
+  const z = latents(seeds, model.zDim);
+  await render(z, batch, classesFor(seeds, "any"));  // warm-up
   let n = 0;
   const start = performance.now();
   while (performance.now() - start < seconds * 1000) {
-    await model.session.run({ [model.inputName]: input });
+    await render(z, batch, classesFor(seeds, "any"));
     n += batch;
   }
   return n / ((performance.now() - start) / 1000);
 }
 
-window.edge = { randn, latents, checkSeed, faces, bench, coldStartMs: null, backend: () => backend,
-                model: () => model && { name: model.name, bytes: model.bytes, zDim: model.zDim, seconds: model.seconds } };
+window.edge = { randn, latents, seedClass, checkSeed, faces, bench, coldStartMs: null, backend: () => backend,
+                model: () => model && { name: model.name, bytes: model.bytes, zDim: model.zDim, seconds: model.seconds,
+                                        classes: model.classes } };
 window.edge.ready = (async () => {
   try {
     await loadRuntime();
@@ -198,4 +224,18 @@ $("random").addEventListener("click", () => act(async () => {
 }));
 $("grid-go").addEventListener("click", () => act(showGrid));
 $("morph-go").addEventListener("click", () => act(showMorph));
-$("model").addEventListener("change", () => act(async () => { await loadModel($("model").value); await showFace(); }));
+// A new model: its face at once, and the grid and morph of the old one cleared with a note.
+function markStale() {
+  clearInterval(morphTimer);
+  for (const id of ["grid", "morph"]) {
+    const c = $(id);
+    c.getContext("2d").clearRect(0, 0, c.width, c.height);
+    $(`${id}-info`).textContent = "the model changed: press the button again for this model's faces";
+  }
+}
+$("model").addEventListener("change", () => act(async () => {
+  await loadModel($("model").value);
+  markStale();
+  await showFace();
+}));
+$("class").addEventListener("change", () => act(showFace));

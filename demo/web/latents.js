@@ -83,6 +83,22 @@ export function randn(seed, n) {
   return out;
 }
 
+// The class a conditional model draws for a seed when none is asked for, as core/seeds.py's
+// seed_classes: after the seed's latent, RandomState(seed) draws one uniform number, which picks a
+// class with the training data's class frequencies (weights).
+export function seedClass(seed, zDim, weights) {
+  const rng = new MT19937(seed);
+  for (let i = 0; i < zDim; i++) rng.gauss();
+  const u = rng.double();
+  const total = weights.reduce((a, b) => a + b, 0);
+  let edge = 0;
+  for (let k = 0; k < weights.length; k++) {
+    edge += weights[k] / total;
+    if (u < edge) return k;
+  }
+  return weights.length - 1;
+}
+
 // [seeds.length * zDim] float32: the project's latent rule, times psi.
 export function latents(seeds, zDim, psi = 1) {
   const z = new Float32Array(seeds.length * zDim);
