@@ -94,3 +94,22 @@ def usable_devices() -> list[str]:
 
     cuda = nvidia_gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers()
     return ["cpu"] + (["cuda"] if cuda else [])
+
+
+def model_classes(session) -> tuple[list[str], list[float]]:
+    """(class names, training class counts) of a conditional generator, from its `class` input and
+    metadata; ([], []) for an unconditional one. UserError when the two disagree."""
+    import json
+
+    if "class" not in [i.name for i in session.get_inputs()]:
+        return [], []
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        classes = [str(c) for c in json.loads(meta.get("classes") or "[]")]
+        counts = [float(c) for c in json.loads(meta.get("class_counts") or "[]")] or [1.0] * len(classes)
+    except (ValueError, TypeError):
+        raise UserError("the model's class metadata is not readable") from None
+    if not classes or len(counts) != len(classes) or sum(counts) <= 0:
+        raise UserError(f"the model takes a class but its metadata names {len(classes)} classes and "
+                        f"{len(counts)} counts")
+    return classes, counts

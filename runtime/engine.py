@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.files import sha256_file
 from core.images import make_grid, to_uint8
 from core.limits import FACE
-from core.ort import open_session
+from core.ort import model_classes, open_session
 from core.seeds import (
     ANY_CLASS,
     LATENT_RULE,
@@ -93,12 +93,10 @@ class Engine:
         meta = dict(s.session.get_modelmeta().custom_metadata_map)
         if "z_dim" in meta and meta["z_dim"] != str(z_dim):
             raise EngineError(f"{path}: metadata z_dim {meta['z_dim']} disagrees with the input shape {z_dim}")
-        classes = [str(c) for c in (_json(meta, "classes") or [])]
-        if conditional and not classes:
-            raise EngineError(f"{path} takes a class but its metadata names no classes")
-        weights = [float(w) for w in (_json(meta, "class_counts") or [1.0] * len(classes))]
-        if len(weights) != len(classes) or (classes and sum(weights) <= 0):
-            raise EngineError(f"{path}: its class counts do not match its {len(classes)} classes")
+        try:
+            classes, weights = model_classes(s.session)
+        except UserError as exc:
+            raise EngineError(f"{path}: {exc}") from None
         sha = sha256_file(path)
         directions, note = None, "no directions file beside the model (python -m export.directions measures them)"
         if directions_path(path).is_file():
@@ -107,7 +105,7 @@ class Engine:
             except UserError as exc:  # steering is off for this model; everything else works
                 note = str(exc)
         return cls(s.session, path, z_dim, meta, s.provider, s.note, sha, s.session.get_inputs()[0].name,
-                   classes if conditional else [], weights if conditional else [], directions, note)
+                   classes, weights, directions, note)
 
     @staticmethod
     def _check_io(sess, path: Path) -> tuple[int, bool]:

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "unpack":
             print(json.dumps(unpack(a.folder)))
             print("next: python -m export.to_onnx --checkpoint runs/long --out build/long/generator.onnx --fp16 --int8, "
-                  "then python -m trainer.evaluate ... and scripts/ship_model.sh (README: Long run)")
+                  "then python -m metrics.evaluate ... and scripts/ship_model.sh (README: Long run)")
         else:
             manifest = json.loads((STATE / "state.json").read_text()) if (STATE / "state.json").is_file() else {}
             print(table(manifest.get("runs", [])))

@@ -26,7 +26,7 @@ test -f "$B/generator.onnx"
 if [ "${SKIP_EVAL:-0}" != 1 ]; then
   for v in "" -fp16 -int8; do
     if [ -f "$B/generator$v.onnx" ]; then
-      python -m trainer.evaluate --generator "$B/generator$v.onnx" --data "$DATA" --out "$B/eval$v.json" --quiet &
+      python -m metrics.evaluate --generator "$B/generator$v.onnx" --data "$DATA" --out "$B/eval$v.json" --quiet &
     fi
   done
   wait

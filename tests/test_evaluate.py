@@ -8,7 +8,7 @@ from core.dataset import DataError
 from metrics import diversity, fid
 from metrics.report import evaluate
 from tests.conftest import blob_image, make_folder
-from trainer import evaluate as ev
+from metrics import evaluate as ev
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,8 @@ def test_report_cache_reuse_and_invalidation(tmp_path, tiny_onnx, monkeypatch):
     sample, z_dim, info = ev.load_sampler(tiny_onnx, "cpu")
     r1 = evaluate(sample, z_dim, data, pairs_png=tmp_path / "pairs.png", **kw)
     assert np.isfinite(r1["fid"]) and r1["fid"] > 0 and np.isfinite(r1["floor"])
-    assert info == {"kind": "onnx", "path": str(tiny_onnx), "provider": "CPU"} and "n=6" in r1["protocol"]
+    assert info == {"kind": "onnx", "path": str(tiny_onnx), "provider": "CPU", "classes": [], "class_weights": []}
+    assert "n=6" in r1["protocol"] and r1["inception_backend"] == "ort"
     assert r1["duplicates"]["exact"] == 0 and 0 <= r1["memorisation"]["rate"] <= 1
     assert len(r1["memorisation"]["closest"]) == 6 and (tmp_path / "pairs.png").stat().st_size > 0
     json.dumps(r1)  # the report is plain JSON
@@ -106,3 +107,82 @@ def test_cli_report_says_where_each_part_ran(tmp_path, tiny_onnx, capsys, monkey
     report = json.loads(out.read_text())
     assert report["generator"]["provider"] == "CPU" and report["inception_device"] == "cpu"
     assert "Inception on cpu, generator on CPU" in capsys.readouterr().out
+
+
+def test_kid_is_the_unbiased_mmd_by_hand():
+    from metrics.kernels import kid
+
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    y = np.array([[0.0, 0.0], [2.0, 1.0], [1.0, -1.0]])
+
+    def k(a, b):
+        return (a @ b / 2 + 1) ** 3
+    m = 3
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    r = kid(x, y, subsets=4, subset_size=3)
+    assert r["kid"] == pytest.approx(xx + yy - 2 * xy, rel=1e-12) and r["kid_std"] == pytest.approx(0, abs=1e-12)
+    rng = np.random.RandomState(0)
+    a, b = rng.randn(600, 4), rng.randn(600, 4)
+    same, shifted = kid(a, b, 20, 300), kid(a, b + 1.0, 20, 300)
+    assert abs(same["kid"]) < 0.05 * shifted["kid"]  # one distribution: near 0 (unbiased: it may dip below 0)
+    assert same["kid_std"] > 0 and shifted["kid_std"] > 0
+
+
+def test_precision_and_recall_by_hand():
+    """1-D sets with k = 1: real [0, 1, 2, 3, 10] has radii 1, 1, 1, 1, 7; generated [0.5, 6, 20] has
+    radii 5.5, 5.5, 14. 0.5 and 6 fall in the real manifold, 20 does not; every real point falls in
+    the generated one."""
+    from metrics.kernels import kth_radii, precision_recall
+
+    real = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    gen = np.array([[0.5], [6.0], [20.0]])
+    np.testing.assert_allclose(kth_radii(real, 1), [1, 1, 1, 1, 7])
+    np.testing.assert_allclose(kth_radii(gen, 1), [5.5, 5.5, 14])
+    r = precision_recall(gen, real, k=1)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == 1.0
+    far = precision_recall(gen + 100, real, k=1)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0
+
+
+def test_inception_on_onnxruntime_equals_torch(tmp_path):
+    """The faster CPU path (metrics/inception.py) computes the FID's features: the same to about 1e-5."""
+    rng = np.random.RandomState(5)
+    images = np.stack([blob_image(rng) for _ in range(12)])
+    fast = fid.InceptionFeatures("cpu", backend="ort", cache_dir=tmp_path)(images, progress=False)
+    slow = fid.InceptionFeatures("cpu", backend="torch")(images, progress=False)
+    assert fast.shape == slow.shape == (12, 2048)
+    assert np.abs(fast - slow).max() < 1e-4
+    a, b = fid.stats(fast[:6]), fid.stats(fast[6:])
+    a2, b2 = fid.stats(slow[:6]), fid.stats(slow[6:])
+    assert round(fid.frechet_distance(a, b), 2) == round(fid.frechet_distance(a2, b2), 2)
+    assert len(list(tmp_path.glob("inception-*.onnx"))) == 1  # exported once, into the cache
+
+
+def test_report_has_kid_precision_recall_and_per_class_figures(tmp_path, monkeypatch):
+    """A conditional generator on the hair classes: per-class FID where a class has real images, and
+    the share of faces whose measured class is the asked one."""
+    import torch
+
+    from core.attributes import HAIR_CLASSES
+    from metrics.report import summary_line
+    from tests.conftest import export_tiny
+    from trainer.networks.dcgan import Generator
+
+    torch.manual_seed(3)
+    g = Generator(z_dim=16, width=8, n_classes=len(HAIR_CLASSES)).eval()
+    model = export_tiny(g, tmp_path / "hair.onnx", g.arch(), "cgan-test", classes=HAIR_CLASSES,
+                        counts=list(range(1, 11)))
+    data = make_folder(tmp_path / "data", 24, seed=6)
+    sample, z_dim, info = ev.load_sampler(model, "cpu")
+    assert info["classes"] == HAIR_CLASSES and info["class_weights"] == list(range(1, 11))
+    r = evaluate(sample, z_dim, data, n=6, ref_n=12, floor_n=6, div_n=6, cache_dir=tmp_path / "c", progress=False,
+                 classes=info["classes"], weights=info["class_weights"], per_class_n=4)
+    assert r["kid_subset_size"] == 6 and np.isfinite(r["kid"]) and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    pc = r["per_class"]
+    assert set(pc["classes"]) == set(HAIR_CLASSES) and 0 <= pc["class_accuracy"] <= 1
+    assert sum(row["n_real"] for row in pc["classes"].values()) == 12
+    assert all(("fid" in row) == (row["n_real"] > 2) for row in pc["classes"].values())
+    line = summary_line(r)
+    assert "KID" in line and "precision" in line and "class accuracy" in line

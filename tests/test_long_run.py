@@ -126,7 +126,7 @@ def test_a_kill_at_any_moment_leaves_a_usable_snapshot(tmp_path, blobs, proxy_fi
 
 def test_a_write_that_dies_midway_keeps_the_older_slot(tmp_path, blobs, monkeypatch):
     """Killed between the parts of a snapshot: snapshot.json still points at the complete older slot."""
-    from trainer import long_run
+    from trainer import snapshots as long_run
     from trainer.run_state import RunState
     from trainer.train import class_labels
     from trainer.config import get_recipe

