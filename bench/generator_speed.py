@@ -22,7 +22,7 @@ from runtime.engine import Engine
 from runtime.writers import write_zip
 from export import onnx_export as ox
 from trainer.generator_io import load_generator
-from trainer.networks import build_generator, fold_batchnorm
+from trainer.networks import GENERATORS, build_generator, fold_batchnorm
 
 
 def rate(fn, batch: int, min_seconds: float = 1.0) -> float:
@@ -39,7 +39,7 @@ def rate(fn, batch: int, min_seconds: float = 1.0) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="Generator.pth or run folder (default: a random G)")
-    p.add_argument("--arch", default="dcgan", choices=["dcgan", "resnet"], help="architecture of the random G")
+    p.add_argument("--arch", default="dcgan", choices=GENERATORS.names(), help="architecture of the random G")
     p.add_argument("--g-width", type=int, default=64, help="width of the random G (default 64)")
     p.add_argument("--z-dim", type=int, default=100, help="z_dim of the random G (default 100)")
     p.add_argument("--seconds", type=float, default=1.0, help="minimum timing per cell")
@@ -54,7 +54,7 @@ def main() -> None:
     zs = {b: latents(range(b), z_dim) for b in (1, 64, 1000)}
     n = sum(p.numel() for p in g.parameters())
     print(f"machine: {cpu_name()}; torch {torch.__version__} threads {torch.get_num_threads()}; "
-          f"G {card['arch']['name']} width {card['arch']['g_width']}, {n / 1e6:.2f} M parameters")
+          f"G {card['arch']['name']} width {card['arch'].get('g_width', '?')}, {n / 1e6:.2f} M parameters")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = ox.to_onnx_fp32(fold_batchnorm(g), z_dim)
         paths = {}

@@ -5,7 +5,8 @@ cost does not depend on content), and proof that the step loop does not wait for
     python -m bench.train_speed --device cuda --recipes best,resnet,r3 --settings tf32 bf16 bf16+cl bf16+compile
     python -m bench.train_speed --recipes best --batch-size 512 --lr-g 2e-4   # any recipe override
 
-For each recipe and setting: images/s, ms per generator step, and two counts per step: values our
+For each recipe and setting: images/s, ms per generator step, the arithmetic of one step per real
+image (torch's FlopCounterMode: multiply-adds count 2), and two counts per step: values our
 code reads back from tensors (.item(), float(), bool(), .tolist(), ...; expected 0), and on CUDA the
 synchronisations torch itself reports (torch.cuda.set_sync_debug_mode; expected 0).
 """
@@ -73,6 +74,11 @@ def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device
     cuda = t.device.type == "cuda"
     for i in range(3):  # warm-up: cuDNN autotuning, compilation, allocator
         step(i)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as flops:  # one step's arithmetic, counted by torch (not timed)
+        step(3)
+    gflop_per_image = flops.get_total_flops() / (recipe.n_critic * recipe.batch_size) / 1e9
     if cuda:
         torch.cuda.synchronize()
     with count_host_reads() as reads, warnings.catch_warnings(record=True) as syncs:
@@ -91,6 +97,7 @@ def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device
     return {"recipe": recipe_name, "setting": setting + ("" if t.speed_flags["compile"] or "compile" not in setting
                                                          else " (compile failed: eager)"),
             "batch": recipe.batch_size, "images_per_s": steps * per_step / dt, "ms_per_step": 1000 * dt / steps,
+            "gflop_per_image": gflop_per_image,
             "reads_per_step": len(reads) / steps, "cuda_syncs_per_step": None if cuda_syncs is None else cuda_syncs / steps,
             "hardware": device_name(t.device)}
 
@@ -111,10 +118,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     images = np.random.RandomState(0).randint(0, 256, (a.images, 64, 64, 3), dtype=np.uint8)
     rows = [measure(r, s, extra, a.steps, a.device, images) for r in a.recipes.split(",") for s in a.settings]
     print(f"{rows[0]['hardware']}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'recipe':12} {'setting':22} {'batch':>5} {'images/s':>10} {'ms/step':>9} {'reads/step':>11} {'syncs/step':>11}")
+    print(f"{'recipe':12} {'setting':22} {'batch':>5} {'images/s':>10} {'ms/step':>9} {'GFLOP/img':>10} "
+          f"{'GFLOP/s':>8} {'reads/step':>11} {'syncs/step':>11}")
     for r in rows:
         syncs = "-" if r["cuda_syncs_per_step"] is None else f"{r['cuda_syncs_per_step']:.1f}"
         print(f"{r['recipe']:12} {r['setting']:22} {r['batch']:5d} {r['images_per_s']:10.1f} {r['ms_per_step']:9.1f} "
+              f"{r['gflop_per_image']:10.2f} {r['gflop_per_image'] * r['images_per_s']:8.0f} "
               f"{r['reads_per_step']:11.1f} {syncs:>11}")
     return rows
 

@@ -17,6 +17,27 @@ from core.limits import LIMITS
 MAX_SEED = LIMITS.max_seed
 LATENT_RULE = "numpy RandomState(seed).randn(z_dim) as float32, times psi (1 = no truncation)"
 
+# Every fixed set of seeds the project uses, in one table. The first is the faces people see first:
+# training samples (0-63), export parity (0-255), FID-5k (0-4999), duplicates and per-class figures
+# (0-999) all draw from it on purpose. The others are internal and must never meet it or each other
+# (tests/test_core.py checks): measuring a model on the seeds it was calibrated on would flatter it.
+SEED_RANGES = {
+    "faces people see first: samples, parity, metrics": range(0, 10_000),
+    "int8 calibration": range(100_000, 100_512),
+    "BatchNorm recalibration": range(1_000_000, 1_000_000 + 64 * 256),
+    "steering: fitting the directions": range(2_000_000, 2_100_000),   # --samples up to 100,000
+    "steering: measuring their effects": range(3_000_000, 3_000_256),
+}
+
+
+def seed_range(name: str, n: int | None = None) -> range:
+    """The first n seeds (all of them by default) of one of SEED_RANGES, by the start of its name."""
+    (key,) = [k for k in SEED_RANGES if k.startswith(name)]
+    r = SEED_RANGES[key]
+    if n is not None and n > len(r):
+        raise UserError(f"{n} seeds asked for {key}, which has {len(r)}")
+    return r if n is None else range(r.start, r.start + n)
+
 
 def check_int(value: object, name: str, lo: int, hi: int) -> int:
     """A whole number in [lo, hi] from an int, an integral float or a digit string; else UserError

@@ -27,15 +27,15 @@ import numpy as np
 import onnx
 
 from core.attributes import measure_attributes
-from core.errors import UserError
+from core.errors import UserError, command
 from core.files import atomic_write_text, sha256_file
 from core.images import to_uint8
 from core.ort import open_session
-from core.seeds import latents
+from core.seeds import latents, seed_range
 from core.steering import directions_path
 
-FIT_SEEDS = range(2_000_000, 2_000_000 + 10_000)   # disjoint from seeds 0-9999 that metrics use
-TEST_SEEDS = range(3_000_000, 3_000_000 + 256)
+FIT_SEEDS = seed_range("steering: fitting")   # disjoint from the seeds metrics use (core/seeds.py)
+TEST_SEEDS = seed_range("steering: measuring")
 STEP = 2.0
 
 
@@ -146,6 +146,7 @@ def measure(path: Path, samples: int = 10_000, principal: int = 6, candidates: i
             "seconds": round(time.time() - t0, 1), "directions": entries}
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.directions", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,15 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--principal", type=int, default=6, help="principal directions to keep (default 6)")
     p.add_argument("--out", type=Path, help=f"default: NAME{directions_path(Path('x')).name[1:]} beside the model")
     a = p.parse_args(argv)
-    try:
-        if not a.model.is_file():
-            raise UserError(f"model file not found: {a.model}")
-        if not 100 <= a.samples <= 100_000 or not 0 <= a.principal <= 12:
-            raise UserError("--samples must be from 100 to 100000 and --principal from 0 to 12")
-        result = measure(a.model, a.samples, a.principal, progress=lambda m: print(m, file=sys.stderr))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if not a.model.is_file():
+        raise UserError(f"model file not found: {a.model}")
+    if not 100 <= a.samples <= 100_000 or not 0 <= a.principal <= 12:
+        raise UserError("--samples must be from 100 to 100000 and --principal from 0 to 12")
+    result = measure(a.model, a.samples, a.principal, progress=lambda m: print(m, file=sys.stderr))
     out = a.out or directions_path(a.model)
     atomic_write_text(out, json.dumps(result, indent=1) + "\n", make_parents=True)
     print(f"wrote {out}: {len(result['directions'])} directions in {result['seconds']:.0f} s")

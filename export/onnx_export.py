@@ -21,10 +21,10 @@ from torch import nn
 from core.errors import UserError
 from core.files import atomic_write
 from core.ort import open_session, usable_devices
-from core.seeds import LATENT_RULE, latents
+from core.seeds import LATENT_RULE, latents, seed_range
 
 EXPORTER_VERSION = "1.0"
-PARITY_SEEDS = range(256)
+PARITY_SEEDS = seed_range("faces", 256)
 PARITY_BATCHES = (1, 7, 64)
 # Max abs difference allowed against PyTorch fp32 on the CPU, per variant. The int8 figure comes
 # from measurement (see README): QDQ int8 with the last ConvTranspose kept in float.
@@ -83,7 +83,7 @@ class _LatentReader:
     """Calibration data for static quantisation: latents from seeds disjoint from the parity seeds."""
 
     def __init__(self, z_dim: int, n_classes: int = 0, n: int = 512, batch: int = 64):
-        z, y = latents(range(100_000, 100_000 + n), z_dim), class_inputs(n, n_classes)
+        z, y = latents(seed_range("int8", n), z_dim), class_inputs(n, n_classes)
         self._it = iter([feeds(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, n, batch)])
 
     def get_next(self):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-from core.errors import UserError
+from core.errors import UserError, command
 from core.files import atomic_write_text
 from export.onnx_export import (
     TOLERANCE,
@@ -46,31 +46,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    try:
-        if a.out.suffix != ".onnx":
-            raise UserError(f"--out must end in .onnx: {a.out}")
-        ckpt = find_checkpoint(a.checkpoint)
-        g, card = load_generator(ckpt, a.config)
-        if a.model_card:
-            card["model_card"] = a.model_card
-        eval_path = a.eval or ckpt.parent / "eval.json"
+    if a.out.suffix != ".onnx":
+        raise UserError(f"--out must end in .onnx: {a.out}")
+    ckpt = find_checkpoint(a.checkpoint)
+    g, card = load_generator(ckpt, a.config)
+    if a.model_card:
+        card["model_card"] = a.model_card
+    eval_path = a.eval or ckpt.parent / "eval.json"
 
-        def fid_of(variant: str) -> dict | None:
-            # eval.json for fp32; eval-fp16.json / eval-int8.json beside it for the variants
-            p = eval_path if variant == "fp32" else eval_path.with_name(f"{eval_path.stem}-{variant}.json")
-            return json.loads(p.read_text()) if p.is_file() else None
-        fp32 = to_onnx_fp32(g if a.no_fold else fold_batchnorm(g), g.z_dim, a.opset)
-        variants = [a.only] if a.only else ["fp32"] + (["fp16"] if a.fp16 else []) + (["int8"] if a.int8 else [])
-        results = []
-        for v in variants:
-            out = a.out if a.only else variant_path(a.out, v)
-            results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim, getattr(g, "n_classes", 0)), v, out, card,
-                                          fid_of(v)))
-    except (UserError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    def fid_of(variant: str) -> dict | None:
+        # eval.json for fp32; eval-fp16.json / eval-int8.json beside it for the variants
+        p = eval_path if variant == "fp32" else eval_path.with_name(f"{eval_path.stem}-{variant}.json")
+        return json.loads(p.read_text()) if p.is_file() else None
+    fp32 = to_onnx_fp32(g if a.no_fold else fold_batchnorm(g), g.z_dim, a.opset)
+    variants = [a.only] if a.only else ["fp32"] + (["fp16"] if a.fp16 else []) + (["int8"] if a.int8 else [])
+    results = []
+    for v in variants:
+        out = a.out if a.only else variant_path(a.out, v)
+        results.append(write_verified(g, VARIANTS[v](fp32, g.z_dim, getattr(g, "n_classes", 0)), v, out, card,
+                                      fid_of(v)))
     print(f"{'variant':8} {'provider':6} {'batch':>5} {'max abs diff':>13} {'mean abs diff':>14} {'limit':>7}")
     for r in results:
         for row in r.parity:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, command
 from core.files import atomic_write_text
 from metrics.fid import default_cache_dir
 from metrics.report import Sampler, evaluate, summary_line
@@ -78,6 +78,7 @@ def fid_of_torch_generator(g, data: str | Path, n: int = 5000, ref_n: int = 1000
     return fid_only(torch_sampler(g, device), g.z_dim, data, n, ref_n, str(device), classes, weights)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m metrics.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,18 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     gen = Path(a.generator)
     out = a.out or ((gen if gen.is_dir() else gen.parent) / "eval.json")
-    try:
-        for name, v in (("--n", a.n), ("--ref-n", a.ref_n), ("--div-n", a.div_n), ("--class-n", a.class_n)):
-            if v < 2:
-                raise UserError(f"{name} must be at least 2")
-        sample, z_dim, info = load_sampler(gen, device)
-        out.parent.mkdir(parents=True, exist_ok=True)  # as every command does with --out
-        report = evaluate(sample, z_dim, a.data, a.n, a.ref_n, a.floor_n, a.div_n, device, a.cache_dir,
-                          out.with_name(out.stem + "-closest-pairs.png"), progress=not a.quiet,
-                          classes=info["classes"], weights=info["class_weights"], per_class_n=a.class_n)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for name, v in (("--n", a.n), ("--ref-n", a.ref_n), ("--div-n", a.div_n), ("--class-n", a.class_n)):
+        if v < 2:
+            raise UserError(f"{name} must be at least 2")
+    sample, z_dim, info = load_sampler(gen, device)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as every command does with --out
+    report = evaluate(sample, z_dim, a.data, a.n, a.ref_n, a.floor_n, a.div_n, device, a.cache_dir,
+                      out.with_name(out.stem + "-closest-pairs.png"), progress=not a.quiet,
+                      classes=info["classes"], weights=info["class_weights"], per_class_n=a.class_n)
     report["generator"] = info
     atomic_write_text(out, json.dumps(report, indent=2) + "\n", make_parents=True)
     print(summary_line(report))

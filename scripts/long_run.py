@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from core.errors import UserError
+from core.errors import UserError, command
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = "anime-faces-64-q80.zip"          # 35 MiB: the copy that fits beside the state (README: "Long run")
@@ -153,6 +153,7 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -162,23 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("folder", type=Path, help="the call's files (the device tool's files_at)")
     sub.add_parser("table")
     a = p.parse_args(argv)
-    try:
-        if a.cmd == "prepare":
-            info = prepare()
-            print(json.dumps(info))
-            print('next: run(command="bash scripts/gpu_session.sh", carry=[".gpu"], timeout_s=570)')
-        elif a.cmd == "restore":
-            print(f"moved {restore()} files back")
-        elif a.cmd == "unpack":
-            print(json.dumps(unpack(a.folder)))
-            print("next: python -m export.to_onnx --checkpoint runs/long --out build/long/generator.onnx --fp16 --int8, "
-                  "then python -m metrics.evaluate ... and scripts/ship_model.sh (README: Long run)")
-        else:
-            manifest = json.loads((STATE / "state.json").read_text()) if (STATE / "state.json").is_file() else {}
-            print(table(manifest.get("runs", [])))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if a.cmd == "prepare":
+        info = prepare()
+        print(json.dumps(info))
+        print('next: run(command="bash scripts/gpu_session.sh", carry=[".gpu"], timeout_s=570)')
+    elif a.cmd == "restore":
+        print(f"moved {restore()} files back")
+    elif a.cmd == "unpack":
+        print(json.dumps(unpack(a.folder)))
+        print("next: python -m export.to_onnx --checkpoint runs/long --out build/long/generator.onnx --fp16 --int8, "
+              "then python -m metrics.evaluate ... and scripts/ship_model.sh (README: Long run)")
+    else:
+        manifest = json.loads((STATE / "state.json").read_text()) if (STATE / "state.json").is_file() else {}
+        print(table(manifest.get("runs", [])))
     return 0
 
 

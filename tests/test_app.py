@@ -238,3 +238,51 @@ def test_the_about_handler_wraps_unknown_models(served, caplog):
         fn("nope")
     rejected = [r for r in caplog.records if r.getMessage().startswith("rejected /about: unknown model")]
     assert len(rejected) == 1 and rejected[0].exc_info is None
+
+
+def test_the_space_bundle_runs_the_app_and_carries_no_data(tmp_path):
+    """What `python -m scripts.space_bundle` gathers for a Hugging Face Space starts the app by itself
+    (python app.py, as the Space does), and holds no images, archives or checkpoints."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from core.system import free_port
+    from scripts.space_bundle import DATA_SUFFIXES, build
+
+    info = build(tmp_path / "space")
+    space = tmp_path / "space"
+    assert (space / "app.py").is_file() and (space / "demo" / "models" / "generator.onnx").is_file()
+    assert not [p for p in space.rglob("*") if p.suffix.lower() in DATA_SUFFIXES]
+    assert not (space / "trainer").exists() and not (space / "checkpoints").exists()
+    assert "generator.onnx" in info["models"]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"GRADIO_SERVER_PORT": str(port), "ANIME_GAN_DEVICE": "cpu"})
+    with open(tmp_path / "log", "w") as log:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and server.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert server.poll() is None, (tmp_path / "log").read_text()[-2000:]
+        status = {}
+        while time.time() < deadline and status.get("/edge/") != 200:  # the page is mounted just after the start
+            for path in ("/", "/edge/"):
+                try:
+                    status[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30).status
+                except urllib.error.HTTPError as exc:
+                    status[path] = exc.code
+            time.sleep(0.2)
+        assert status == {"/": 200, "/edge/": 200}, status
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

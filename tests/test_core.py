@@ -218,3 +218,15 @@ def test_atomic_write_never_replaces_a_device_or_a_folder(tmp_path):
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device, not a regular file
     with pytest.raises(UserError, match="is a folder"):
         atomic_write_bytes(tmp_path, b"x")
+
+
+def test_reserved_seed_ranges_never_overlap():
+    from core.seeds import SEED_RANGES, seed_range
+
+    spans = sorted((r.start, r.stop, name) for name, r in SEED_RANGES.items())
+    for (a0, a1, a), (b0, b1, b) in zip(spans, spans[1:]):
+        assert a1 <= b0, f"{a} and {b} overlap"
+    assert spans[0][0] == 0 and all(r.stop <= 2**32 for r in SEED_RANGES.values())
+    assert seed_range("faces", 64) == range(64) and seed_range("int8", 512) == range(100_000, 100_512)
+    with pytest.raises(UserError):
+        seed_range("int8", 10_000)

@@ -287,3 +287,47 @@ def test_new_recipes_resume_exactly(tmp_path, blobs, recipe):
     assert [r["step"] for r in b] == ["1", "2", "3", "4"]
     for ra, rb in zip(a, b):
         assert float(ra["loss_d"]) == pytest.approx(float(rb["loss_d"]), rel=1e-4, abs=1e-5)
+
+
+def test_the_cgan_step_scores_three_pairs_and_weighs_them_as_the_report(blobs, monkeypatch):
+    """In the training step: D sees (real, its class), (generated, the class it was made for) and
+    (real, a wrong class); with the report's BCE the D loss is -log D(real) - 1/2 log(1 - D(fake))
+    - 1/2 log(1 - D(wrong)), by hand below from the scores the step used."""
+    from core.dataset import load_images
+    from trainer import step as S
+    from trainer.options import parse_args, recipe_from_args
+    from trainer.run_state import RunState
+    from trainer.train import class_labels
+
+    images, _ = load_images(blobs)
+    args = parse_args(["--data", "x", "--recipe", "cgan", *TINY, "--batch-size", "8"])
+    r = recipe_from_args(args)
+    s = RunState(r, images, args, {"path": "x"}, *class_labels(r, images))
+    seen = []
+    real_groups = S.score_groups
+
+    def recorded(state, groups):
+        out = real_groups(state, groups)
+        seen.append(([g[1] for g in groups], [o.detach().clone() for o in out]))
+        return out
+    monkeypatch.setattr(S, "score_groups", recorded)
+    perm = S.epoch_permutation(len(images), 0, 0)
+    batch = S.real_batch(s, perm, 0)
+    S.train_step(s, [batch])
+    (classes, (real, fake, wrong)), = seen
+    assert torch.equal(classes[0], batch[1]) and torch.equal(classes[1], batch[1])  # fakes made for the reals' classes
+    assert (classes[2] != classes[0]).all()                                        # every third pair is wrong
+    by_hand = (-torch.log(real).mean() - 0.5 * torch.log(1 - fake).mean() - 0.5 * torch.log(1 - wrong).mean())
+    assert s.sums[0].item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_the_cgan_resumes_exactly(tmp_path, blobs):
+    common = ["--data", str(blobs), "--recipe", "cgan-best", *TINY]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*common, "--out", str(full), "--max-steps", "4"]) == 0
+    assert main([*common, "--out", str(part), "--max-steps", "2"]) == 0
+    assert main(["--resume", str(part), "--max-steps", "4", *TINY[-3:]]) == 0
+    for ra, rb in zip(read_losses(full), read_losses(part)):
+        assert float(ra["loss_d"]) == pytest.approx(float(rb["loss_d"]), rel=1e-4, abs=1e-5)
+    assert json.loads((part / "generator.json").read_text())["classes"] == json.loads(
+        (full / "generator.json").read_text())["classes"]

@@ -31,7 +31,7 @@ def read_card(checkpoint: Path, card: str | Path | None = None) -> dict:
                               f"must sit beside {checkpoint.name})")
     try:
         info = json.loads(card_path.read_text())
-        info["arch"]["z_dim"], info["arch"]["g_width"]
+        info["arch"]["z_dim"]  # what every generator has; the rest is its own architecture's business
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{card_path} is not a generator.json ({shorten(exc, 80)})") from None
     return info

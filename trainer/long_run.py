@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from core.dataset import dataset_fingerprint, load_images
-from core.errors import UserError
+from core.errors import UserError, command
 from trainer.compact import compact_state, load_state, rewarm, to_bytes
 from trainer.config import Recipe, get_recipe
 from trainer.options import fill_run_defaults
@@ -273,13 +273,10 @@ def _last_losses(loop: TrainingLoop) -> dict:
     return {k: round(float(last[k]), 4) for k in ("loss_d", "loss_g", "d_acc", "images_per_s") if k in last}
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
-    try:
-        return run_call(parse_args(argv))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_call(parse_args(argv))
 
 
 if __name__ == "__main__":

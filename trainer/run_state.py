@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core.errors import UserError
-from core.seeds import latents
+from core.seeds import latents, seed_range
 from trainer.config import Recipe
 from trainer.diffaug import parse_policy
 from trainer.ema import EMA
@@ -26,7 +26,7 @@ from trainer.networks import discriminator_for, generator_for, recalibrate_batch
 from trainer.objectives import objective_for
 
 log = logging.getLogger("trainer")
-SAMPLE_SEEDS = range(64)  # fixed seeds for the sample grids, so they compare face by face
+SAMPLE_SEEDS = seed_range("faces", 64)  # fixed seeds for the sample grids, so they compare face by face
 STATS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc")
 
 

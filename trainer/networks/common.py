@@ -12,7 +12,7 @@ from torch.nn.utils.parametrizations import _SpectralNorm
 
 from core.errors import UserError
 from core.registry import Registry
-from core.seeds import latents
+from core.seeds import latents, seed_range
 
 GENERATORS: Registry[type] = Registry("generator architecture")
 DISCRIMINATORS: Registry[type] = Registry("discriminator architecture")
@@ -113,7 +113,7 @@ def fold_batchnorm(g: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256, first_seed: int = 10**6) -> nn.Module:
+def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256) -> nn.Module:
     """Re-estimate BatchNorm running statistics for G's current weights, in place.
 
     An EMA of weights does not come with matching BatchNorm statistics (averaging the running
@@ -132,8 +132,9 @@ def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256
     was_training = g.training
     g.train()
     device = next(g.parameters()).device
+    pool = seed_range("BatchNorm", batches * batch_size)
     for b in range(batches):
-        seeds = range(first_seed + b * batch_size, first_seed + (b + 1) * batch_size)
+        seeds = pool[b * batch_size:(b + 1) * batch_size]
         y = torch.arange(batch_size, device=device) % classes if classes else None  # every class equally
         g(torch.from_numpy(latents(seeds, g.z_dim)).to(device), y)
     for m, momentum in saved:
