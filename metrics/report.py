@@ -118,6 +118,18 @@ def _per_class(c: Context) -> dict:
                                   f"compare classes with each other, not with FID-5k"}}
 
 
+def real_floor(c: Context) -> dict:
+    """What real faces score on KID and precision/recall: the held-out floor images in place of the
+    generated ones (FID's floor is computed with the reference and cached)."""
+    floor = c.ref["floor_feats"].astype(np.float64)
+    if len(floor) < 2 or not {"kid", "precision_recall"} & set(METRICS.names()):
+        return {}
+    k = kid(floor[:c.n], c.ref["feats"].astype(np.float64))
+    pr = precision_recall(floor[:c.n], c.ref["feats"][:c.n].astype(np.float64))
+    return {"floor_kid": round(k["kid"], 6), "floor_precision": round(pr["precision"], 4),
+            "floor_recall": round(pr["recall"], 4)}
+
+
 def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int = 250, progress: bool = True,
              classes: np.ndarray | None = None) -> np.ndarray:
     """uint8 faces [N, 64, 64, 3] for the seeds, by the project's latent rule (and classes, if any)."""
@@ -170,7 +182,7 @@ def evaluate(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n
     ctx = Context(images, feats(images, desc="generated", progress=progress), seeds, ref, n, div_n, data, feats,
                   sample, z_dim, classes, list(weights or []), progress, per_class_n)
     report = {"protocol": protocol_name(n, ref_n), "n": n, "ref_n": ref_n,
-              "floor": round(ref["floor"], 3), "floor_n": len(ref["floor_feats"])}
+              "floor": round(ref["floor"], 3), "floor_n": len(ref["floor_feats"]), **real_floor(ctx)}
     for name in metrics or METRICS.names():
         report.update(METRICS[name](ctx))
     report.update({"dataset": {"path": str(data), "sha256": dataset_fingerprint(data)},

@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from core.files import atomic_write_text, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("fp32", "fp16", "int8")
 
@@ -34,10 +34,19 @@ def _json(path: Path) -> dict | None:
 
 
 def evaluation(report: dict) -> dict:
-    return {"fid": report["fid"], "floor": report["floor"], "protocol": report["protocol"],
-            "duplicates_exact": report["duplicates"]["exact"], "duplicates_near": report["duplicates"]["near"],
-            "of": report["memorisation"]["n"], "memorisation_rate": report["memorisation"]["rate"],
-            "median_nn_distance": round(report["memorisation"]["median_nn_distance"], 4)}
+    out = {"fid": report["fid"], "floor": report["floor"], "protocol": report["protocol"],
+           "duplicates_exact": report["duplicates"]["exact"], "duplicates_near": report["duplicates"]["near"],
+           "of": report["memorisation"]["n"], "memorisation_rate": report["memorisation"]["rate"],
+           "median_nn_distance": round(report["memorisation"]["median_nn_distance"], 4)}
+    for key in ("kid", "kid_std", "precision", "recall"):  # reports from before these metrics lack them
+        if key in report:
+            out[key] = report[key]
+    if report.get("per_class", {}).get("classes"):
+        pc = report["per_class"]
+        out["class_accuracy"] = pc["class_accuracy"]
+        out["per_class"] = {k: {f: v[f] for f in ("fid", "class_accuracy", "n_real") if f in v}
+                            for k, v in pc["classes"].items()}
+    return out
 
 
 def make_card(run: Path, build: Path, variant: str, label: str, notes: str, shipped: Path | None) -> dict:
@@ -49,6 +58,7 @@ def make_card(run: Path, build: Path, variant: str, label: str, notes: str, ship
         "label": label, "variant": variant, "notes": notes,
         "file_bytes": (shipped or onnx).stat().st_size, "sha256": sha256_file(shipped or onnx),
         "arch": info["arch"], "g_parameters": info.get("g_parameters"),
+        "classes": info.get("classes") or [], "class_counts": info.get("class_counts") or [],  # the browser page reads them
         "recipe": info["recipe"], "weights": info.get("weights"),
         "training": {k: info.get(k) for k in ("epochs", "steps", "seconds", "hardware", "speed", "torch", "seed")},
         "dataset": {k: v for k, v in info.get("dataset", {}).items() if k != "path"}
@@ -81,12 +91,21 @@ def table(docs: Path = ROOT / "docs" / "models") -> str:
             f"{c['g_parameters'] / 1e6:.1f} M | {c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {t['epochs']:.1f} | "
             f"{t['steps']:,} | "
             f"{t['seconds'] / 60:.1f} min, {t['hardware']} | "
-            + (f"**{e['fid']:.2f}** | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |" if e else "- | - | - |")
+            + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |"
+               if e else "- | - | - | - | - |")
             + f" [grid](docs/models/{path.parent.name}/samples.png), [losses](docs/models/{path.parent.name}/losses.png) |")))
     head = ("| run | in the app | recipe (G) | G parameters | file | epochs | steps | training | FID-5k | "
-            "near duplicates of 1,000 | memorisation | pictures |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            "KID x10^3 | precision / recall | near duplicates of 1,000 | memorisation | pictures |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def _kid(e: dict) -> str:
+    return f"{1000 * e['kid']:.1f} ± {1000 * e['kid_std']:.1f}" if "kid" in e else "-"
+
+
+def _pr(e: dict) -> str:
+    return f"{e['precision']:.3f} / {e['recall']:.3f}" if "precision" in e else "-"
 
 
 def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" / "models") -> None:
