@@ -198,7 +198,7 @@ class Handlers:
             engine = self.models.get(name)
         except UserError as exc:
             return f"### Model card\n\n**{exc}**"
-        c, entry = engine.card(), self.models.entries[name]
+        c, entry = engine.model_card(), self.models.entries[name]
         fid = c["fid"] or entry.card.get("fid")
         fid_line = (f"**FID-5k {fid['fid']:.2f}** ({fid.get('protocol', '?')}; real images score {fid.get('floor', '?')})"
                     if fid else "FID: not measured for this file")

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for row in r.parity:
             print(f"{r.variant:8} {row['provider']:6} {row['batch']:5d} {row['max_abs']:13.3e} "
-                  f"{row['mean_abs']:14.3e} {TOLERANCE[r.variant]:7.0e}")
+                  f"{row['mean_abs']:14.3e} {TOLERANCE[r.variant]:7g}")
     report = {"checkpoint": str(ckpt), "variants": [
         {"variant": r.variant, "path": str(r.path), "bytes": r.bytes, "passed": r.passed,
          "message": r.message, "parity": r.parity} for r in results]}

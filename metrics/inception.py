@@ -81,10 +81,6 @@ def onnx_file(cache_dir: Path | None = None) -> Path:
     path = (cache_dir or default_cache_dir()) / f"inception-{key.hexdigest()[:16]}.onnx"
     if path.is_file():
         return path
-    import torch
-
-    from core.files import atomic_write
-
     import onnx.compose
     import torch
 

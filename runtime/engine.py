@@ -254,7 +254,9 @@ class Engine:
         """The rule the model was exported with (its metadata), else the project's."""
         return self.metadata.get("latent_rule") or LATENT_RULE
 
-    def card(self) -> dict:
+    def model_card(self) -> dict:
+        """The model's own card: what its ONNX metadata says about it (the run card is generator.json,
+        the menu card NAME.json beside the model)."""
         m = self.metadata
         return {"file": str(self.model_path.name), "sha256": self.sha256, "z_dim": self.z_dim,
                 "provider": self.provider, "provider_note": self.provider_note,

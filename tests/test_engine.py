@@ -83,7 +83,7 @@ def test_grid_and_morph_shapes(eng, tmp_path):
 
 
 def test_card_reads_the_models_metadata(eng):
-    c = eng.card()
+    c = eng.model_card()
     assert c["recipe"] == "test" and c["architecture"]["name"] == "dcgan" and c["z_dim"] == 16
     assert c["latent_rule"].startswith("numpy RandomState(seed).randn(z_dim)")
     assert c["parameters"] == eng.metadata["g_parameters"] and int(c["parameters"]) > 0
@@ -164,7 +164,7 @@ def test_registry_chooses_by_name_and_survives_a_broken_model(tiny_models):
     reg = Registry(tiny_models, device="cpu")
     assert reg.default == "generator" and reg.names() == ["generator", "broken", "small-resnet", "tiny-cgan"]
     assert dict(reg.choices())["Small ResNet (test)"] == "small-resnet"
-    assert reg.get("small-resnet").card()["architecture"]["name"] == "resnet"
+    assert reg.get("small-resnet").model_card()["architecture"]["name"] == "resnet"
     with pytest.raises(UserError, match="model 'broken' could not be loaded: .*not a usable ONNX model"):
         reg.get("broken")
     assert reg.get(None) is reg.get("generator") and reg.get("") is reg.get("generator")
@@ -186,7 +186,7 @@ def test_shipped_models_load_and_carry_cards():
     for name in reg.names():
         engine, entry = reg.get(name), reg.entries[name]
         assert entry.card.get("label") and entry.path.stat().st_size <= 25 * 2**20, name
-        assert engine.card()["fid"] is not None, f"{name} has no FID in its metadata"
+        assert engine.model_card()["fid"] is not None, f"{name} has no FID in its metadata"
         assert engine.faces([42]).shape == (1, 64, 64, 3)
 
 

@@ -155,7 +155,8 @@ def _train_args(a: argparse.Namespace, deadline: float) -> argparse.Namespace:
 
 
 def _build(recipe: Recipe, images, a, deadline, data_info, state: dict | None) -> RunState:
-    args = _train_args(a, deadline)
+    # Until a snapshot has been timed, 30 s are kept for the last one (each snapshot then sets its own margin).
+    args = _train_args(a, deadline - 30)
     if state is not None:
         args.seed = state.get("seed", 0)
     labels, names = class_labels(recipe, images, state.get("classes") if state else None)

@@ -66,7 +66,7 @@ def output_bytes(n_g: int, n_d: int, ema: bool, resume: bool) -> int:
     return int(1.1 * (checkpoint if resume else checkpoint + generator)) + 2 * 2**20  # + samples and logs
 
 
-def card(s) -> dict:
+def run_card(s) -> dict:
     """generator.json: everything needed to rebuild G and say how it was made."""
     return {
         "arch": s.g.arch(), "recipe": s.r.to_dict(), "weights": "ema" if s.ema else "raw",
@@ -87,7 +87,7 @@ def write_outputs(s, out: Path, losses: "LossLog | None") -> None:
         save_torch(s.state_dict(), out / "checkpoint.pt")
         g = s.generator_for_export()
         save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, out / "Generator.pth")
-        save_json(card(s), out / "generator.json")
+        save_json(run_card(s), out / "generator.json")
         save_samples(g, s.sample_z, out / "samples" / f"step_{s.step:07d}.png", s.sample_y)
         if losses is not None:
             losses.plot(out / "losses.png", s.r.name)

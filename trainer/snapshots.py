@@ -18,7 +18,7 @@ from pathlib import Path
 from core.errors import UserError
 from core.files import atomic_write_bytes, atomic_write_text
 from trainer.compact import compact_state, from_bytes, join_parts, manifest_of, split, to_bytes
-from trainer.run_files import card
+from trainer.run_files import run_card
 from trainer.run_state import RunState
 
 SLOTS = ("a", "b")
@@ -82,7 +82,7 @@ class Snapshots:
         atomic_write_bytes(self.out / "Generator.pth", g_bytes)
         manifest = {**manifest_of(state, data, parts, names), "generator_sha256": hashlib.sha256(g_bytes).hexdigest()}
         self.pointer = {"latest": slot, "slots": {**self.pointer["slots"], slot: manifest},
-                        "card": {**card(s), "weights_dtype": "float16"}, "call": self.call,
+                        "card": {**run_card(s), "weights_dtype": "float16"}, "call": self.call,
                         "history": self.history, "runs": runs, "losses": self.losses}
         atomic_write_text(self.out / "snapshot.json", json.dumps(self.pointer, indent=2) + "\n")
         self.last_good = data

@@ -133,7 +133,7 @@ class TrainingLoop:
         if not s.is_main:
             return
         from metrics.evaluate import fid_of_torch_generator
-        from trainer.run_files import card, save_json, save_torch
+        from trainer.run_files import run_card, save_json, save_torch
 
         g = s.generator_for_export()
         was_training = g.training
@@ -146,4 +146,4 @@ class TrainingLoop:
         if result["fid"] < s.best_fid:
             s.best_fid = result["fid"]
             save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, self.out / "Generator-best.pth")
-            save_json({**card(s), "fid": result}, self.out / "generator-best.json")
+            save_json({**run_card(s), "fid": result}, self.out / "generator-best.json")
