@@ -221,10 +221,10 @@ def _on_model_change(ui: UI, about: gr.Markdown) -> None:
         return [x for caption, outs in ui.stale for x in (STALE, *[None] * len(outs))]
     stale_outputs = [x for caption, outs in ui.stale for x in (caption, *outs)]
     change = ui.wire(ui.model.change, "about", [ui.model], [about])
-    change.then(menus, [ui.model], ui.class_menus, api_visibility="private", queue=False)
+    reset = change.then(menus, [ui.model], ui.class_menus, api_visibility="private", queue=False)
     ui.model.change(clear, [ui.model], stale_outputs, api_visibility="private", queue=False)
-    for name, inputs, outputs in ui.refresh:  # after the class menus are reset
-        ui.wire(change.then, name, inputs, outputs, api_visibility="private")
+    for name, inputs, outputs in ui.refresh:  # after the class menus are reset: a new model, class "any"
+        ui.wire(reset.then, name, inputs, outputs, api_visibility="private")
 
 
 def serve_edge(app: gr.Blocks, models: Path) -> None:

@@ -75,6 +75,20 @@ def test_the_ui_answers_as_people_expect(served):
         page.wait_for_function(f"() => document.querySelector('#face img') && "
                                f"document.querySelector('#face img').src !== {before!r}", timeout=30_000)
         page.wait_for_selector("#class-face", state="visible", timeout=30_000)
+        page.click("#class-face input")
+        page.get_by_role("option", name="blue").click()
+        page.click("#generate")
+        page.wait_for_function("() => document.querySelector('#caption').innerText.includes('class blue')",
+                               timeout=30_000)
+        page.click("#model input")  # back to a model without classes: the class resets, no error
+        page.get_by_role("option", name="Tiny default (test)").click()
+        page.wait_for_selector("#class-face", state="hidden", timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#caption').innerText.includes('class')",
+                               timeout=30_000)
+        assert page.get_by_text("this model has no classes").count() == 0
+        page.click("#model input")
+        page.get_by_role("option", name="Tiny conditional (test)").click()
+        page.wait_for_selector("#class-face", state="visible", timeout=30_000)
         page.get_by_role("tab", name="Grid", exact=True).click()
         page.wait_for_function("() => document.querySelector('#grid-note').innerText.includes('model changed')",
                                timeout=30_000)
