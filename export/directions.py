@@ -30,8 +30,8 @@ from core.attributes import measure_attributes
 from core.errors import UserError, command
 from core.files import atomic_write_text, sha256_file
 from core.images import to_uint8
-from core.ort import open_session
-from core.seeds import latents, seed_range
+from core.ort import model_classes, open_session
+from core.seeds import latents, seed_classes, seed_range
 from core.steering import directions_path
 
 FIT_SEEDS = seed_range("steering: fitting")   # disjoint from the seeds metrics use (core/seeds.py)
@@ -56,12 +56,22 @@ class Model:
         self.session = open_session(m.SerializeToString(), "cpu").session
         self.input = self.session.get_inputs()[0].name
         self.z_dim = int(self.session.get_inputs()[0].shape[1])
+        self.classes, self.weights = model_classes(self.session)
 
-    def run(self, z: np.ndarray, keep_acts: int = 0, batch: int = 250) -> tuple[np.ndarray, np.ndarray | None]:
-        """(uint8 faces, the first `keep_acts` faces' first-layer outputs, flattened) for latents z."""
+    def classes_of(self, seeds: range) -> np.ndarray | None:
+        """A conditional model's faces get each seed's own class ("any class"), as the runtime gives them."""
+        return seed_classes(seeds, self.z_dim, self.weights) if self.classes else None
+
+    def run(self, z: np.ndarray, y: np.ndarray | None = None, keep_acts: int = 0,
+            batch: int = 250) -> tuple[np.ndarray, np.ndarray | None]:
+        """(uint8 faces, the first `keep_acts` faces' first-layer outputs, flattened) for latents z
+        (and their classes, for a conditional model)."""
         faces, acts = [], []
         for i in range(0, len(z), batch):
-            img, act = self.session.run(None, {self.input: z[i:i + batch]})
+            feeds = {self.input: z[i:i + batch]}
+            if self.classes:
+                feeds["class"] = y[i:i + batch]
+            img, act = self.session.run(None, feeds)
             faces.append(to_uint8(img.astype(np.float32)))
             if i < keep_acts:
                 acts.append(act.reshape(len(img), -1)[:keep_acts - i].astype(np.float32))
@@ -97,11 +107,11 @@ def fit_principal(z: np.ndarray, acts: np.ndarray, k: int) -> list[np.ndarray]:
     return [unit(z.T @ coords[:, i]) for i in range(len(order))]
 
 
-def effects(model: Model, z: np.ndarray, base: dict[str, np.ndarray], spread: dict[str, float],
+def effects(model: Model, z: np.ndarray, y: np.ndarray | None, base: dict[str, np.ndarray], spread: dict[str, float],
             vector: np.ndarray) -> tuple[dict[str, float], float]:
     """Change of every attribute per unit step (in units of its spread), and mean |pixel change|."""
-    lo, _ = model.run(z - STEP * vector)
-    hi, _ = model.run(z + STEP * vector)
+    lo, _ = model.run(z - STEP * vector, y)
+    hi, _ = model.run(z + STEP * vector, y)
     a_lo, a_hi = measure_attributes(lo), measure_attributes(hi)
     moved = {n: float((a_hi[n] - a_lo[n]).mean() / (2 * STEP) / spread[n]) for n in base}
     return moved, float(np.abs(hi.astype(np.float32) - lo.astype(np.float32)).mean() / 255)
@@ -111,25 +121,25 @@ def measure(path: Path, samples: int = 10_000, principal: int = 6, candidates: i
             progress=print) -> dict:
     t0 = time.time()
     model = Model(path)
-    z = latents(FIT_SEEDS[:samples], model.z_dim)
+    z, y = latents(FIT_SEEDS[:samples], model.z_dim), model.classes_of(FIT_SEEDS[:samples])
     n_pca = min(len(z), 3000)  # the Gram matrix is n_pca squared; activations of wide layers are large
     progress(f"generating {samples} faces for the fit")
-    faces, acts = model.run(z, keep_acts=n_pca)
+    faces, acts = model.run(z, y, keep_acts=n_pca)
     attrs = measure_attributes(faces)
     spread = {n: float(a.std() + 1e-8) for n, a in attrs.items()}
     named = fit_named(z, attrs)
     progress(f"PCA of the first layer ({acts.shape[1]} values per face)")
     pcs = fit_principal(z[:n_pca], acts, candidates)
-    zt = latents(TEST_SEEDS, model.z_dim)
-    test_attrs = measure_attributes(model.run(zt)[0])
+    zt, yt = latents(TEST_SEEDS, model.z_dim), model.classes_of(TEST_SEEDS)
+    test_attrs = measure_attributes(model.run(zt, yt)[0])
     entries = []
     for name, vec in named.items():
-        moved, pixels = effects(model, zt, test_attrs, spread, vec)
+        moved, pixels = effects(model, zt, yt, test_attrs, spread, vec)
         entries.append({"name": name, "kind": "named", "vector": vec.round(6).tolist(), "effect": moved,
                         "pixel_change": pixels})
     ranked = []
     for i, vec in enumerate(pcs):
-        moved, pixels = effects(model, zt, test_attrs, spread, vec)
+        moved, pixels = effects(model, zt, yt, test_attrs, spread, vec)
         ranked.append((pixels, i, vec, moved))
     ranked.sort(key=lambda r: -r[0])  # the components that change the image most come first
     for rank, (pixels, i, vec, moved) in enumerate(ranked[:principal], 1):

@@ -114,3 +114,22 @@ def test_app_steer_and_strip(served):
         client.predict(42, 1.0, "brightness=50", api_name="/steer")
     with pytest.raises(AppError, match="cannot be steered"):
         client.predict(42, 1.0, "brightness=1", "small-resnet", api_name="/steer")
+
+
+def test_directions_of_a_conditional_model(tiny_models, tmp_path):
+    """Measured with each seed's own class, as the runtime gives a face no class is asked for; the
+    edits then move faces of a chosen class too."""
+    import json
+    import shutil
+
+    from core.steering import directions_path
+    from export.directions import measure
+
+    model = tmp_path / "c.onnx"
+    shutil.copy(tiny_models / "tiny-cgan.onnx", model)
+    result = measure(model, samples=300, principal=1, candidates=2, progress=lambda m: None)
+    directions_path(model).write_text(json.dumps(result))
+    engine = Engine.load(model, "cpu")
+    name = engine.directions.names[0]
+    moved = engine.faces([1], edits={name: 2.0}, cls="blue")
+    assert not np.array_equal(moved, engine.faces([1], cls="blue"))
