@@ -23,6 +23,11 @@ from pathlib import Path
 from bench.load import percentile, rss_mb, settled_rss, start_app, stop_app
 from core.system import cpu_name
 
+# The app under test trusts X-Forwarded-For (as in a Space): the hostile client and the other
+# visitor are two addresses, so the per-visitor bounds are tested, not one address shared by both.
+HOSTILE = {"X-Forwarded-For": "198.51.100.66"}
+VISITOR = {"X-Forwarded-For": "203.0.113.9"}
+
 
 class Poller:
     """Another visitor: one face every `every` seconds; every failure counts."""
@@ -30,7 +35,8 @@ class Poller:
     def __init__(self, url: str, every: float = 0.5):
         from gradio_client import Client
 
-        self.client, self.every = Client(url, verbose=False, download_files=tempfile.gettempdir()), every
+        self.client = Client(url, verbose=False, download_files=tempfile.gettempdir(), headers=VISITOR)
+        self.every = every
         self.latency: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -60,7 +66,7 @@ class Poller:
 def cancel_storm(url: str, zips: int, count: int) -> dict:
     from gradio_client import Client
 
-    c = Client(url, verbose=False, download_files=tempfile.gettempdir())
+    c = Client(url, verbose=False, download_files=tempfile.gettempdir(), headers=HOSTILE)
     jobs = [c.submit(count, 5000 + i, 1.0, api_name="/zip") for i in range(zips)]
     time.sleep(2.0)
     for j in jobs:
@@ -91,7 +97,7 @@ def flood(url: str, n: int, count: int) -> dict:
     """One client submits n zips at once; how many the server took, and how many it turned away."""
     from gradio_client import Client
 
-    c = Client(url, verbose=False, download_files=tempfile.gettempdir())
+    c = Client(url, verbose=False, download_files=tempfile.gettempdir(), headers=HOSTILE)
     jobs = [c.submit(count, 9000 + i, 1.0, api_name="/zip") for i in range(n)]
     taken = refused = 0
     for j in jobs:

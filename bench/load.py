@@ -125,7 +125,8 @@ class Load:
         from gradio_client import Client
 
         rng = random.Random(seed)
-        client = Client(self.url, verbose=False, download_files=tempfile.gettempdir())
+        client = Client(self.url, verbose=False, download_files=tempfile.gettempdir(),
+                        headers={"X-Forwarded-For": f"10.{seed >> 16 & 255}.{seed >> 8 & 255}.{seed & 255}"})
         while time.time() < end:
             kind = self._kind(rng)
             s = rng.randrange(0, 2**32 - max(self.zip_count, 256))
@@ -204,7 +205,10 @@ def start_app(tmp: Path, ttl: int, users: int, model: str | None) -> tuple[subpr
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "ANIME_GAN_FILE_TTL": str(ttl), "GRADIO_TEMP_DIR": str(cache),
-           "ANIME_GAN_DEVICE": "cpu", "ANIME_GAN_QUEUE": str(max(64, 4 * users)), "GRADIO_ANALYTICS_ENABLED": "False"}
+           "ANIME_GAN_DEVICE": "cpu", "ANIME_GAN_QUEUE": str(max(64, 4 * users)), "GRADIO_ANALYTICS_ENABLED": "False",
+           # Each simulated user is its own visitor (as behind a Space's proxy), so the per-visitor
+           # bounds apply to each, not to all of them together.
+           "ANIME_GAN_TRUST_PROXY": "1"}
     if model:
         env["ANIME_GAN_MODEL"] = model if Path(model).suffix != ".onnx" else str(Path(model).resolve())
     with open(tmp / "server.log", "w") as log:  # a file, not a pipe nobody reads: a full pipe would stall the server

@@ -78,9 +78,19 @@ class QueueBounds:
     per_client: int = 8           # requests waiting or running, per address and per session
     per_client_heavy: int = 2     # zips and morphs, per address and per session
     heavy_total: int = 16         # zips and morphs waiting, all visitors together
+    trust_proxy: bool = False     # the visitor's address is X-Forwarded-For's first entry
 
 
-def client_of(request) -> str:
+def client_of(request, trust_proxy: bool = False) -> str:
+    """The visitor's address. Behind a proxy (a Hugging Face Space) every connection comes from the
+    proxy's internal address, so one per-address bound would be shared by all visitors; there the
+    proxy's X-Forwarded-For names the visitor. A visitor can forge that header, so it only loosens
+    the per-address bound: the per-session bound and the total of heavy jobs still hold."""
+    if trust_proxy:
+        headers = getattr(request, "headers", None) or {}
+        forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:64]
     client = getattr(request, "client", None)
     return getattr(client, "host", None) or "?"
 
@@ -102,8 +112,9 @@ def bound_queue(blocks, heavy_groups: tuple[str, ...], bounds: QueueBounds = Que
             heavy = fn.concurrency_id in heavy_groups
             waiting = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
             running = [e for job in list(queue.active_jobs) if job for e in job]
-            host = client_of(request)
-            mine = [e for e in waiting + running if e.session_hash == body.session_hash or client_of(e.request) == host]
+            host = client_of(request, bounds.trust_proxy)
+            mine = [e for e in waiting + running
+                    if e.session_hash == body.session_hash or client_of(e.request, bounds.trust_proxy) == host]
             why = None
             if len(mine) >= bounds.per_client:
                 why = f"at most {bounds.per_client} requests at a time from one visitor"

@@ -202,7 +202,7 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
             ui.wire(app.load, name, inputs, outputs, api_visibility="private")
         app.queue(max_size=settings.queue, default_concurrency_limit=4)
     bound_queue(app, HEAVY_GROUPS, QueueBounds(settings.per_client, settings.per_client_heavy,
-                                               max(1, settings.queue // 4)))
+                                               max(1, settings.queue // 4), settings.trust_proxy))
     work.adopt(app.temp_file_sets,
                lambda: set().union(*(set(getattr(b, "keep_in_cache", ())) for b in list(app.blocks.values()))))
     app.work = work  # closed by main() on exit, and by tests

@@ -21,6 +21,15 @@ def _int(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise UserError(f"{name} must be 1 or 0, got {raw[:20]!r}")
+    return raw in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -34,6 +43,7 @@ class Settings:
     max_body: int = 64 * 1024       # ANIME_GAN_MAX_BODY: bytes of one request body (every input fits in far less)
     per_client: int = 8             # ANIME_GAN_PER_CLIENT: requests waiting or running per visitor
     per_client_heavy: int = 2       # ANIME_GAN_PER_CLIENT_HEAVY: zips and morphs waiting or running per visitor
+    trust_proxy: bool = False       # ANIME_GAN_TRUST_PROXY: visitors by X-Forwarded-For (on by default in a Space)
     workdir: str | None = None      # ANIME_GAN_WORKDIR: where made files go (default: inside GRADIO_TEMP_DIR)
 
     @classmethod
@@ -48,4 +58,5 @@ class Settings:
                    max_body=_int("ANIME_GAN_MAX_BODY", cls.max_body, 1024, 16 * 2**20),
                    per_client=_int("ANIME_GAN_PER_CLIENT", cls.per_client, 1, 1000),
                    per_client_heavy=_int("ANIME_GAN_PER_CLIENT_HEAVY", cls.per_client_heavy, 1, 100),
+                   trust_proxy=_flag("ANIME_GAN_TRUST_PROXY", "SPACE_ID" in e),
                    workdir=e.get("ANIME_GAN_WORKDIR") or None)

@@ -16,6 +16,7 @@ import numpy as np
 from core.dataset import DataError, dataset_fingerprint, list_images, load_images
 from core.files import atomic_write
 from metrics.inception import InceptionFeatures, default_cache_dir  # noqa: F401  (re-exported)
+from metrics.kernels import frechet
 
 log = logging.getLogger("metrics")
 CACHE_VERSION = "v1"  # the features of metrics/inception.py, by either backend (they agree to about 1e-5)
@@ -32,12 +33,9 @@ def stats(feats: np.ndarray) -> dict:
 
 
 def frechet_distance(a: dict, b: dict) -> float:
-    """FID between two Gaussians; the same formula FidHelper.compute_fid_score uses."""
-    import scipy.linalg
-
-    diff = a["mu"] - b["mu"]
-    covmean = scipy.linalg.sqrtm(a["sigma"] @ b["sigma"])
-    return float(np.real(diff @ diff + np.trace(a["sigma"] + b["sigma"] - 2 * covmean)))
+    """FID between two Gaussians ({'mu', 'sigma'}); FidHelper.compute_fid_score's formula, computed
+    without a matrix square root (metrics/kernels.py)."""
+    return frechet(a["mu"], a["sigma"], b["mu"], b["sigma"])
 
 
 def reference_split(names: list[str], ref_n: int, floor_n: int) -> tuple[list[str], list[str]]:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics.kernels import frechet
+
 TF_RANGE = (-1.0, 0.9921875)   # FidHelper's input range for the TF weights
 LAYERS = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1", "mixed_2")
 FEATURES = 288
@@ -97,13 +99,6 @@ class InceptionStem(nn.Module):
         x = F.max_pool2d(x, 3, 2)
         x = self.mixed_2(self.mixed_1(self.mixed(x)))
         return x.mean(dim=(2, 3))
-
-
-def frechet(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
-    import scipy.linalg
-
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    return float(np.real(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)))
 
 
 class Proxy:
@@ -192,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "build":
         print(json.dumps(build(a.data, a.out, a.ref_n, floor_n=a.floor_n)))
         return 0
-    from metrics.report import generate
     from metrics.evaluate import load_sampler
+    from metrics.report import generate
 
     sample, z_dim, info = load_sampler(a.generator, "cpu")
     proxy = Proxy(a.proxy)

@@ -130,7 +130,7 @@ def _generator_from(state: dict) -> dict:
     r = Recipe.from_dict(state["recipe"])
     g = generator_for(r, len(state.get("classes") or []))
     g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in (state["EMA"] or state["G"]).items()})
-    recalibrate_batchnorm(g, batches=8)
+    recalibrate_batchnorm(g, batches=8, batch_size=min(256, 2 * r.batch_size))  # as the run's own snapshots
     return {k: v.half() if v.is_floating_point() and "running_" not in k else v for k, v in g.state_dict().items()}
 
 

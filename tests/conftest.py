@@ -31,6 +31,18 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
+def fresh_cache(path: Path) -> Path:
+    """An empty FID cache folder (no reference statistics) that already holds the exported Inception
+    network: exporting it takes a minute or more on two cores, so the session does it once (in the
+    session's cache) and each test that needs a cache of its own gets a copy."""
+    from metrics.inception import onnx_file
+
+    network = onnx_file()
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(network, path / network.name)
+    return path
+
+
 def blob_image(rng: np.random.RandomState, size: int = 64) -> np.ndarray:
     """A coloured background with two coloured ellipses: enough structure for GAN and FID tests."""
     img = np.empty((size, size, 3), np.uint8)
@@ -136,8 +148,8 @@ def served(tiny_models):
 
     from core.system import free_port
     from demo.app import build_app, launch_options, serve_edge
-    from runtime.registry import Registry
     from demo.settings import Settings
+    from runtime.registry import Registry
 
     registry = Registry(tiny_models, device="cpu", default="generator")
     settings = Settings(max_count=50, file_ttl_s=600)

@@ -6,9 +6,9 @@ import pytest
 
 from core.dataset import DataError
 from metrics import diversity, fid
-from metrics.report import evaluate
-from tests.conftest import blob_image, make_folder
 from metrics import evaluate as ev
+from metrics.report import evaluate
+from tests.conftest import blob_image, fresh_cache, make_folder
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_reference_split_is_the_fixed_permutation():
 
 def test_report_cache_reuse_and_invalidation(tmp_path, tiny_onnx, monkeypatch):
     data = make_folder(tmp_path / "data", 20, seed=3)
-    cache = tmp_path / "cache"
+    cache = fresh_cache(tmp_path / "cache")
     kw = dict(n=6, ref_n=12, floor_n=6, div_n=6, cache_dir=cache, progress=False)
     sample, z_dim, info = ev.load_sampler(tiny_onnx, "cpu")
     r1 = evaluate(sample, z_dim, data, pairs_png=tmp_path / "pairs.png", **kw)
@@ -99,7 +99,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_cli_report_says_where_each_part_ran(tmp_path, tiny_onnx, capsys, monkeypatch):
-    monkeypatch.setenv("ANIME_GAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ANIME_GAN_CACHE", str(fresh_cache(tmp_path / "cache")))
     data = make_folder(tmp_path / "d", 20, seed=4)
     out = tmp_path / "r" / "report.json"
     assert ev.main(["--generator", str(tiny_onnx), "--data", str(data), "--n", "6", "--ref-n", "12",
@@ -146,18 +146,22 @@ def test_precision_and_recall_by_hand():
     assert far["precision"] == 0.0 and far["recall"] == 0.0
 
 
-def test_inception_on_onnxruntime_equals_torch(tmp_path):
+def test_inception_on_onnxruntime_equals_torch():
     """The faster CPU path (metrics/inception.py) computes the FID's features: the same to about 1e-5."""
+    from metrics.inception import onnx_file
+
     rng = np.random.RandomState(5)
     images = np.stack([blob_image(rng) for _ in range(12)])
-    fast = fid.InceptionFeatures("cpu", backend="ort", cache_dir=tmp_path)(images, progress=False)
+    network = onnx_file()  # exported into the session's cache on first use
+    made = network.stat().st_mtime_ns
+    fast = fid.InceptionFeatures("cpu", backend="ort")(images, progress=False)
     slow = fid.InceptionFeatures("cpu", backend="torch")(images, progress=False)
     assert fast.shape == slow.shape == (12, 2048)
     assert np.abs(fast - slow).max() < 1e-4
     a, b = fid.stats(fast[:6]), fid.stats(fast[6:])
     a2, b2 = fid.stats(slow[:6]), fid.stats(slow[6:])
     assert round(fid.frechet_distance(a, b), 2) == round(fid.frechet_distance(a2, b2), 2)
-    assert len(list(tmp_path.glob("inception-*.onnx"))) == 1  # exported once, into the cache
+    assert onnx_file() == network and network.stat().st_mtime_ns == made  # exported once, then reused
 
 
 def test_report_has_kid_precision_recall_and_per_class_figures(tmp_path, monkeypatch):
@@ -177,7 +181,7 @@ def test_report_has_kid_precision_recall_and_per_class_figures(tmp_path, monkeyp
     data = make_folder(tmp_path / "data", 24, seed=6)
     sample, z_dim, info = ev.load_sampler(model, "cpu")
     assert info["classes"] == HAIR_CLASSES and info["class_weights"] == list(range(1, 11))
-    r = evaluate(sample, z_dim, data, n=6, ref_n=12, floor_n=6, div_n=6, cache_dir=tmp_path / "c", progress=False,
+    r = evaluate(sample, z_dim, data, n=6, ref_n=12, floor_n=6, div_n=6, cache_dir=fresh_cache(tmp_path / "c"), progress=False,
                  classes=info["classes"], weights=info["class_weights"], per_class_n=4)
     assert r["kid_subset_size"] == 6 and np.isfinite(r["kid"]) and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
     pc = r["per_class"]
@@ -186,3 +190,19 @@ def test_report_has_kid_precision_recall_and_per_class_figures(tmp_path, monkeyp
     assert all(("fid" in row) == (row["n_real"] > 2) for row in pc["classes"].values())
     line = summary_line(r)
     assert "KID" in line and "precision" in line and "class accuracy" in line
+
+
+def test_frechet_without_a_matrix_square_root_equals_the_sqrtm_formula():
+    """FidHelper's and pytorch-fid's formula (scipy's sqrtm) and ours (eigenvalues): the same figure,
+    on full-rank covariances and on rank-deficient ones (fewer samples than features)."""
+    import scipy.linalg
+
+    from metrics.kernels import frechet
+
+    rng = np.random.RandomState(7)
+    for n in (400, 20):
+        x, y = rng.normal(size=(n, 48)), rng.normal(size=(n, 48)) @ rng.normal(size=(48, 48)) * 0.3 + 0.5
+        m1, s1, m2, s2 = x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False)
+        sqrtm = float(np.real((m1 - m2) @ (m1 - m2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2))))
+        assert frechet(m1, s1, m2, s2) == pytest.approx(sqrtm, rel=1e-6, abs=1e-6)
+    assert abs(frechet(m1, s1, m1, s1)) < 1e-6

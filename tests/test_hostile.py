@@ -51,3 +51,28 @@ def test_hostile_input_is_refused_and_the_server_survives(served, endpoint, args
     assert len(rejected) == 1 and rejected[0].exc_info is None and len(rejected[0].getMessage()) < 400
     big, png, caption = client.predict(5, 1.0, api_name="/face")
     assert caption.startswith("**Seed 5**")
+
+
+def test_a_visitor_behind_a_proxy_is_known_by_x_forwarded_for(monkeypatch):
+    from types import SimpleNamespace
+
+    from core.errors import UserError
+    from demo.admission import client_of
+    from demo.settings import Settings
+
+    behind = SimpleNamespace(client=SimpleNamespace(host="10.16.3.80"),
+                             headers={"x-forwarded-for": "203.0.113.7, 10.16.3.80"})
+    assert client_of(behind) == "10.16.3.80"  # not trusted: the connection's address
+    assert client_of(behind, trust_proxy=True) == "203.0.113.7"
+    direct = SimpleNamespace(client=SimpleNamespace(host="192.0.2.1"), headers={})
+    assert client_of(direct, trust_proxy=True) == "192.0.2.1"
+    for name in ("ANIME_GAN_TRUST_PROXY", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.from_env().trust_proxy is False
+    monkeypatch.setenv("SPACE_ID", "someone/anime-faces")  # set by Hugging Face in every Space
+    assert Settings.from_env().trust_proxy is True
+    monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "0")
+    assert Settings.from_env().trust_proxy is False
+    monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "maybe")
+    with pytest.raises(UserError, match="ANIME_GAN_TRUST_PROXY"):
+        Settings.from_env()

@@ -198,7 +198,11 @@ class RunState:
         cached = getattr(self, "_export", None)
         if cached is None or cached[0] != self.step:
             g = copy.deepcopy(self.ema.module)
-            self._export = (self.step, recalibrate_batchnorm(g, batches=8 if self.device.type == "cpu" else 32))
+            # Calibration batches twice the training batch (at most 256): never noisier than the
+            # statistics training itself sees, and tiny runs (tests) do not pay for 2,048 samples.
+            size = min(256, 2 * self.r.batch_size)
+            self._export = (self.step, recalibrate_batchnorm(g, batches=8 if self.device.type == "cpu" else 32,
+                                                             batch_size=size))
         return self._export[1]
 
 
