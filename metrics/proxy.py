@@ -188,14 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build(a.data, a.out, a.ref_n, floor_n=a.floor_n)))
         return 0
     from metrics.evaluate import load_sampler
-    from metrics.report import generate
+    from metrics.report import generate, own_classes
 
     sample, z_dim, info = load_sampler(a.generator, "cpu")
     proxy = Proxy(a.proxy)
-    classes = info.get("classes") or []
-    from core.seeds import seed_classes
-
-    y = seed_classes(range(a.n), z_dim, info["class_weights"]) if classes else None
+    y = own_classes(range(a.n), z_dim, info["classes"], info["class_weights"])
     faces = generate(sample, range(a.n), z_dim, progress=False, classes=y)
     print(json.dumps({"generator": a.generator, "proxy": round(proxy.score(faces), 3), "n": a.n}))
     return 0

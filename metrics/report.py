@@ -130,6 +130,13 @@ def real_floor(c: Context) -> dict:
             "floor_recall": round(pr["recall"], 4)}
 
 
+def own_classes(seeds: range | list[int], z_dim: int, classes: list[str] | None,
+                weights: list[float] | None = None) -> np.ndarray | None:
+    """Each seed's own class, as the runtime draws it for "any class", for a conditional generator
+    (training frequencies, or uniform without them); None for an unconditional one."""
+    return seed_classes(seeds, z_dim, weights or [1] * len(classes)) if classes else None
+
+
 def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int = 250, progress: bool = True,
              classes: np.ndarray | None = None) -> np.ndarray:
     """uint8 faces [N, 64, 64, 3] for the seeds, by the project's latent rule (and classes, if any)."""
@@ -148,8 +155,7 @@ def fid_only(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n
     """FID on the cached reference, without the floor or diversity (the trainer's --eval-every)."""
     feats = InceptionFeatures(device)
     ref = reference(data, ref_n, 0, feats, progress=False)
-    y = seed_classes(range(n), z_dim, weights or [1] * len(classes)) if classes else None
-    gen = generate(sample, range(n), z_dim, progress=False, classes=y)
+    gen = generate(sample, range(n), z_dim, progress=False, classes=own_classes(range(n), z_dim, classes, weights))
     return {"fid": frechet_distance(stats(feats(gen, progress=False)), ref), "protocol": protocol_name(n, ref_n)}
 
 
@@ -177,8 +183,7 @@ def evaluate(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n
     ref = reference(data, ref_n, floor_n, feats, cache_dir, progress)
     seeds = list(range(max(n, div_n)))
     classes = list(classes or [])
-    y = seed_classes(seeds, z_dim, weights or [1] * len(classes)) if classes else None
-    images = generate(sample, seeds, z_dim, progress=progress, classes=y)
+    images = generate(sample, seeds, z_dim, progress=progress, classes=own_classes(seeds, z_dim, classes, weights))
     ctx = Context(images, feats(images, desc="generated", progress=progress), seeds, ref, n, div_n, data, feats,
                   sample, z_dim, classes, list(weights or []), progress, per_class_n)
     report = {"protocol": protocol_name(n, ref_n), "n": n, "ref_n": ref_n,

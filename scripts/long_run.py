@@ -125,12 +125,12 @@ def unpack(folder: Path, state_dir: Path = STATE, run_dir: Path = RUN) -> dict:
 def _generator_from(state: dict) -> dict:
     """The EMA generator of a state with BatchNorm statistics measured for it (float16 weights)."""
     from trainer.config import Recipe
-    from trainer.networks import generator_for, recalibrate_batchnorm
+    from trainer.networks import calibration_batch, generator_for, recalibrate_batchnorm
 
     r = Recipe.from_dict(state["recipe"])
     g = generator_for(r, len(state.get("classes") or []))
     g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in (state["EMA"] or state["G"]).items()})
-    recalibrate_batchnorm(g, batches=8, batch_size=min(256, 2 * r.batch_size))  # as the run's own snapshots
+    recalibrate_batchnorm(g, batches=8, batch_size=calibration_batch(r.batch_size))
     return {k: v.half() if v.is_floating_point() and "running_" not in k else v for k, v in g.state_dict().items()}
 
 

@@ -88,12 +88,12 @@ def measure(s: RunState, proxy, n: int) -> dict:
     y = (torch.arange(n, device=s.device) % s.n_classes) if s.n_classes else None
     faces = np.concatenate([to_uint8(g(z[i:i + 250], None if y is None else y[i:i + 250]).float().cpu().numpy())
                             for i in range(0, n, 250)])
+    from metrics.diversity import nearest
+    from metrics.kernels import frechet
+
     feats = proxy.features(faces)
-    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    d = 1 - unit @ unit.T
-    np.fill_diagonal(d, np.inf)
-    near = float((d.min(axis=1) < proxy.info.get("dup_threshold", 0.0)).mean())
-    from metrics.proxy import frechet
+    d, _ = nearest(feats, feats, exclude_self=True)
+    near = float((d < proxy.info.get("dup_threshold", 0.0)).mean())
 
     return {"proxy": round(frechet(feats.mean(0), np.cov(feats, rowvar=False), proxy.mu, proxy.sigma), 3),
             "near_duplicates": round(near, 4), "proxy_n": n}

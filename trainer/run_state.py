@@ -22,7 +22,12 @@ from core.seeds import latents, seed_range
 from trainer.config import Recipe
 from trainer.diffaug import parse_policy
 from trainer.ema import EMA
-from trainer.networks import discriminator_for, generator_for, recalibrate_batchnorm
+from trainer.networks import (
+    calibration_batch,
+    discriminator_for,
+    generator_for,
+    recalibrate_batchnorm,
+)
 from trainer.objectives import objective_for
 
 log = logging.getLogger("trainer")
@@ -198,11 +203,8 @@ class RunState:
         cached = getattr(self, "_export", None)
         if cached is None or cached[0] != self.step:
             g = copy.deepcopy(self.ema.module)
-            # Calibration batches twice the training batch (at most 256): never noisier than the
-            # statistics training itself sees, and tiny runs (tests) do not pay for 2,048 samples.
-            size = min(256, 2 * self.r.batch_size)
             self._export = (self.step, recalibrate_batchnorm(g, batches=8 if self.device.type == "cpu" else 32,
-                                                             batch_size=size))
+                                                             batch_size=calibration_batch(self.r.batch_size)))
         return self._export[1]
 
 

@@ -112,6 +112,12 @@ def fold_batchnorm(g: nn.Module) -> nn.Module:
     return g
 
 
+def calibration_batch(train_batch: int) -> int:
+    """Calibration batches twice the training batch, at most 256: never noisier than the statistics
+    training itself sees, and tiny runs (tests) do not pay for 2,048 samples per snapshot."""
+    return min(256, 2 * train_batch)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(g: nn.Module, batches: int = 32, batch_size: int = 256) -> nn.Module:
     """Re-estimate BatchNorm running statistics for G's current weights, in place.
