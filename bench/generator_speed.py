@@ -70,6 +70,13 @@ def main() -> None:
         for v, e in engines.items():
             rows.append((f"onnxruntime {v}", paths[v].stat().st_size,
                          [rate(lambda b=b, e=e: e.run(zs[b]), b, a.seconds) for b in (1, 64, 1000)]))
+        # For comparison: int8 as onnxruntime opens it by default (QDQ handling on: every weight is
+        # dequantised on every run); core/ort.py turns that off.
+        import onnxruntime as ort
+
+        default = ort.InferenceSession(str(paths["int8"]), providers=["CPUExecutionProvider"])
+        rows.append(("  int8, ort defaults", paths["int8"].stat().st_size,
+                     [rate(lambda b=b: default.run(None, {"z": zs[b]}), b, a.seconds) for b in (1, 64, 1000)]))
         print(f"\n{'runtime':22} {'file MB':>8} {'b=1 img/s':>10} {'b=64 img/s':>11} {'b=1000 img/s':>13}")
         for name, size, r in rows:
             print(f"{name:22} {('%.2f' % (size / 1e6)) if size else '-':>8} {r[0]:10.0f} {r[1]:11.0f} {r[2]:13.0f}")

@@ -6,6 +6,7 @@ app; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from typing import Callable
 
@@ -27,6 +28,22 @@ def shorten(text: str, limit: int = 300) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0]
     return cut + " [...]"
+
+
+def require(what: str, *modules: str) -> None:
+    """A one-line UserError naming the install step when a part of the project needs packages that
+    requirements.txt (the app and the CLI only) does not install: torch, onnx, ... are in
+    requirements-dev.txt."""
+    missing = []
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError:
+            missing.append(m)
+    if missing:
+        raise UserError(f"{what} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                        f"installed: pip install -r requirements-dev.txt (requirements.txt installs only the app "
+                        f"and the CLI)")
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:

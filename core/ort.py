@@ -68,6 +68,13 @@ def open_session(model: str | Path | bytes, device: str = "auto", threads: int =
     # for a 64-face batch); without it, and with glibc's mmap threshold fixed (demo/memory.py), the app's
     # memory returns to its idle figure after each request at the same speed (bench/load.py --memory).
     opts.enable_cpu_mem_arena = False
+    # Quantised (QDQ int8) generators: onnxruntime has no integer ConvTranspose, so by default it keeps
+    # each DequantizeLinear of a weight as a node (to preserve QDQ groups for fusion) and dequantises
+    # every weight on every run: int8 ran at half fp32's speed. Without QDQ handling the weights'
+    # DequantizeLinear nodes are folded into float weights once, at load, and the activations' Q/DQ
+    # pairs run as the cheap element-wise ops they are: the same numbers, as fast as fp32
+    # (bench/generator_speed.py). Float models are unaffected.
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
     if threads:
         opts.intra_op_num_threads = threads
     name = "the model" if isinstance(model, bytes) else str(model)

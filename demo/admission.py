@@ -21,13 +21,13 @@ log = logging.getLogger("anime_gan.app")
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes` (by Content-Length, or counted as it streams
-    in), 403 for the upload route."""
+    """ASGI middleware: 413 for a body over `max_bytes`, 403 for the upload route.
+
+    A body with a Content-Length is judged by it; one without (chunked transfer) is read here first,
+    up to the limit, and handed on whole: an exception raised from inside Gradio's own body parsing
+    would come back as its 400 "There was an error parsing the body", with no line in our log.
+    Buffering costs at most `max_bytes` per request, which the limit already allows."""
 
     def __init__(self, app, max_bytes: int = 64 * 1024):
         self.app, self.max_bytes = app, max_bytes
@@ -40,30 +40,28 @@ class BodyLimit:
             log.info("rejected upload to %s: this app takes no files", path)
             return await _reply(send, 403, "this app takes no uploads")
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            log.info("rejected request body of %s bytes to %s (at most %d)", length.decode(), path, self.max_bytes)
-            return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
-        seen, started = 0, False
-
-        async def counted():
-            nonlocal seen
+        if length is not None and length.isdigit():
+            if int(length) > self.max_bytes:
+                log.info("rejected request body of %s bytes to %s (at most %d)", length.decode(), path, self.max_bytes)
+                return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+            return await self.app(scope, receive, send)  # the server holds the body to its Content-Length
+        messages, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                log.info("rejected a streamed request body to %s over %d bytes (no Content-Length)", path,
+                         self.max_bytes)
+                return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+            if not message.get("more_body"):
+                break
 
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-        try:
-            await self.app(scope, counted, tracked_send)
-        except _TooLarge:
-            log.info("rejected a streamed request body to %s over %d bytes", path, self.max_bytes)
-            if not started:
-                await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+        await self.app(scope, replay, send)
 
 
 async def _reply(send, status: int, text: str) -> None:
@@ -95,6 +93,14 @@ def client_of(request, trust_proxy: bool = False) -> str:
     return getattr(client, "host", None) or "?"
 
 
+def refusal(message: str) -> list[dict]:
+    """A queue refusal that reaches the visitor with its reason. Gradio answers a "queue_full" push
+    with 503, which both its page and gradio_client replace by a generic "Queue is full! Please try
+    again."; a validation failure (422) is the one refusal whose text they show (the page under the
+    first input and as an error, gradio_client as its ValidationError's message), in this form."""
+    return [{"__type__": "validate", "is_valid": False, "parameter_name": "queue", "message": message}]
+
+
 def bound_queue(blocks, heavy_groups: tuple[str, ...], bounds: QueueBounds = QueueBounds()) -> None:
     """Wrap the queue's push so no visitor fills the queue; refusals are one line, for the refused
     visitor only."""
@@ -124,7 +130,7 @@ def bound_queue(blocks, heavy_groups: tuple[str, ...], bounds: QueueBounds = Que
                 why = f"{bounds.heavy_total} zips and morphs are waiting already; try again in a minute"
             if why:
                 log.info("rejected a queue request from %s: %s", host, why)
-                return False, f"Busy: {why}.", "queue_full"
+                return False, refusal(f"Busy: {why}."), "validator_error"
         return await original(body, request, username)
 
     queue.push = push

@@ -10,8 +10,10 @@ model name after its own inputs (default: the default model), then the class for
 """
 from __future__ import annotations
 
+import argparse
 import atexit
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from demo import memory
 from demo.admission import BodyLimit, QueueBounds, bound_queue
 from demo.fields import Dropdown, Number, Radio, Slider
 from demo.handlers import ENDPOINTS, GROUPS, HEAVY_GROUPS, Handlers, wrapped
+from demo.jobs import watch_cancels
 from demo.settings import Settings
 from demo.sweeper import WorkDir
 from runtime.registry import Registry
@@ -201,6 +204,7 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
         for name, inputs, outputs in ui.refresh:
             ui.wire(app.load, name, inputs, outputs, api_visibility="private")
         app.queue(max_size=settings.queue, default_concurrency_limit=4)
+    watch_cancels(app)
     bound_queue(app, HEAVY_GROUPS, QueueBounds(settings.per_client, settings.per_client_heavy,
                                                max(1, settings.queue // 4), settings.trust_proxy))
     work.adopt(app.temp_file_sets,
@@ -253,7 +257,23 @@ def _stop(*_) -> None:
     sys.exit(0)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description="The face studio: a Gradio app on "
+                                "http://HOST:PORT/, the in-browser page at /edge/. Every setting can also come "
+                                "from the environment (README: The app and its API); a flag wins.")
+    p.add_argument("--host", help="address to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (GRADIO_SERVER_PORT; default 7860)")
+    p.add_argument("--model", help="default model: a shipped name or an .onnx path (ANIME_GAN_MODEL)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ANIME_GAN_DEVICE (default auto)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    for flag, name in (("host", "GRADIO_SERVER_NAME"), ("port", "GRADIO_SERVER_PORT"), ("model", "ANIME_GAN_MODEL"),
+                       ("device", "ANIME_GAN_DEVICE")):
+        if getattr(a, flag) is not None:  # one source of truth: Settings reads the environment
+            os.environ[name] = str(getattr(a, flag))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("httpx", "gradio_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ from core.images import upscale
 from core.limits import FACE, LIMITS, MORPH_SCALE, in_range
 from core.ort import plan as providers
 from core.seeds import ANY_CLASS, check_psi, check_seed, check_span, parse_seeds
+from core.stopping import StopOnSignals
 from runtime.registry import Registry
 from runtime.writers import WRITERS, animation_formats, writer_for
 
@@ -183,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     if engine.classes:
         print(f"class: {a.cls or ANY_CLASS}")
     make_room(out if job["kind"] == "faces" and writer_for(out).suffix == "/" else out.parent)
+    # Ctrl-C / SIGTERM: many faces stop after the current batch and keep what was made; a picture or
+    # an animation stops at once and leaves no temporary file.
+    with StopOnSignals(graceful=job["kind"] == "faces") as stop:
+        return run_job(engine, job, a, edits, stop)
+
+
+def run_job(engine, job: dict, a: argparse.Namespace, edits: dict, stop: StopOnSignals) -> int:
+    out, seeds, psi = job["out"], job["seeds"], job["psi"]
     writer = writer_for(out)
     if job["kind"] == "morph":
         frames = engine.morph(seeds, a.frames, psi, edits, a.cls)
@@ -199,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bar, update = progress_bar(len(seeds), a.quiet or len(seeds) < 2, "faces")
     t0 = time.perf_counter()
-    r = writer.write(engine, seeds, out, psi, a.batch_size, update, edits, a.cls)
+    r = writer.write(engine, seeds, out, psi, a.batch_size, update, edits, a.cls, cancelled=stop, keep_partial=True)
     bar.close()
     seconds = time.perf_counter() - t0
     print(f"{r['count']} faces, {r['distinct']} distinct of {r['count']}, {r['count'] / max(seconds, 1e-9):.0f} "
           f"images/s ({seconds:.2f} s) -> {out}")
+    if stop():
+        what = "a complete zip; its manifest.json lists them" if writer.suffix == ".zip" else "each file complete"
+        print(f"stopped by {stop.name}: {r['count']} of {r['requested']} faces in {out} ({what})", file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

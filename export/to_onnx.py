@@ -1,6 +1,7 @@
 """Convert Generator.pth to a verified ONNX generator (plus fp16 and int8 variants).
 
-    python -m export.to_onnx                                   # newest run under runs/ -> generator.onnx
+    python export/to_onnx.py                                   # newest runs/*/Generator.pth -> generator.onnx
+    python -m export.to_onnx                                   # the same
     python -m export.to_onnx --checkpoint runs/best --out demo/models/generator.onnx --fp16 --int8
 
 Nothing is written unless it matches PyTorch within the variant's tolerance on 256 seeds; missing
@@ -14,17 +15,10 @@ import sys
 from pathlib import Path
 
 
-from core.errors import UserError, command
+from core.errors import UserError, command, require
 from core.files import atomic_write_text
-from export.onnx_export import (
-    TOLERANCE,
-    VARIANTS,
-    to_onnx_fp32,
-    variant_path,
-    write_verified,
-)
-from trainer.generator_io import find_checkpoint, load_generator
-from trainer.networks import fold_batchnorm
+
+VARIANT_NAMES = ("fp16", "fp32", "int8")  # export.onnx_export.VARIANTS (tested); named here so --help needs no torch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("generator.onnx"), help="output .onnx (default generator.onnx)")
     p.add_argument("--fp16", action="store_true", help="also write <out>-fp16.onnx (float16 weights and compute)")
     p.add_argument("--int8", action="store_true", help="also write <out>-int8.onnx (QDQ int8, last layer float)")
-    p.add_argument("--only", choices=sorted(VARIANTS), help="write only this variant at --out")
+    p.add_argument("--only", choices=VARIANT_NAMES, help="write only this variant at --out")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorm as separate nodes")
     p.add_argument("--eval", type=Path, help="evaluation report (eval.json) whose FID goes into the metadata "
@@ -51,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.out.suffix != ".onnx":
         raise UserError(f"--out must end in .onnx: {a.out}")
+    require("export", "torch", "onnx")
+    from export.onnx_export import TOLERANCE, VARIANTS, to_onnx_fp32, variant_path, write_verified
+    from trainer.generator_io import find_checkpoint, load_generator
+    from trainer.networks import fold_batchnorm
+
     ckpt = find_checkpoint(a.checkpoint)
     g, card = load_generator(ckpt, a.config)
     if a.model_card:

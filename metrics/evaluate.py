@@ -72,10 +72,11 @@ def torch_sampler(g, device) -> Sampler:
 
 def fid_of_torch_generator(g, data: str | Path, n: int = 5000, ref_n: int = 10000, device: str = "cpu",
                            classes: list[str] | None = None, weights: list[float] | None = None) -> dict:
-    """FID only, for the trainer's --eval-every (same cached reference as the full report)."""
-    from metrics.report import fid_only
+    """FID (and, for a conditional G, class accuracy and per-class FID) for the trainer's --eval-every,
+    on the same cached reference as the full report."""
+    from metrics.report import training_metrics
 
-    return fid_only(torch_sampler(g, device), g.z_dim, data, n, ref_n, str(device), classes, weights)
+    return training_metrics(torch_sampler(g, device), g.z_dim, data, n, ref_n, str(device), classes, weights)
 
 
 @command

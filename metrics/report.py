@@ -150,13 +150,38 @@ def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int =
     return out
 
 
-def fid_only(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
-             device: str = "cpu", classes: list[str] | None = None, weights: list[float] | None = None) -> dict:
-    """FID on the cached reference, without the floor or diversity (the trainer's --eval-every)."""
+def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
+                     device: str = "cpu", classes: list[str] | None = None,
+                     weights: list[float] | None = None) -> dict:
+    """FID on the cached reference (the full report's: same protocol and cache), without KID or
+    diversity (the trainer's --eval-every). A conditional generator's faces draw each seed's own class
+    as everywhere else; the same faces give the class accuracy (measured class = asked class) and
+    each class's FID against the reference images of that class, so these cost no more faces."""
     feats = InceptionFeatures(device)
-    ref = reference(data, ref_n, 0, feats, progress=False)
-    gen = generate(sample, range(n), z_dim, progress=False, classes=own_classes(range(n), z_dim, classes, weights))
-    return {"fid": frechet_distance(stats(feats(gen, progress=False)), ref), "protocol": protocol_name(n, ref_n)}
+    ref = reference(data, ref_n, 5000, feats, progress=False)
+    asked = own_classes(range(n), z_dim, classes, weights)
+    gen = generate(sample, range(n), z_dim, progress=False, classes=asked)
+    gen_feats = feats(gen, progress=False)
+    out = {"fid": frechet_distance(stats(gen_feats), ref), "protocol": protocol_name(n, ref_n)}
+    if not classes:
+        return out
+    from core.attributes import CLASS_SETS
+
+    measure = CLASS_SETS["hair"]
+    measured, names = measure(gen)
+    if list(names) != list(classes):
+        return out
+    ref_labels, _ = measure(load_images(data, ref["names"])[0])
+    out["class_accuracy"] = float((measured == asked).mean())
+    out["per_class"] = {}
+    for k, name in enumerate(classes):
+        mine, real = asked == k, ref["feats"][ref_labels == k].astype(np.float64)
+        row = {"n_generated": int(mine.sum()), "n_real": int(len(real)),
+               "class_accuracy": float((measured[mine] == k).mean()) if mine.any() else None}
+        if mine.sum() > 2 and len(real) > 2:
+            row["fid"] = frechet_distance(stats(gen_feats[mine]), stats(real))
+        out["per_class"][name] = row
+    return out
 
 
 def closest_pairs_picture(gen: np.ndarray, data: Path, ref_names: list[str], pairs: list[tuple[int, int]],

@@ -191,14 +191,18 @@ class Engine:
         return self.render(self.latents(seeds, psi, edits), self.class_ids(seeds, cls), batch_size, progress)
 
     def stream(self, seeds: Sequence[int], psi: float = 1.0, batch_size: int = 64, progress: Progress | None = None,
-               edits: dict[str, float] | None = None, cls: object = None) -> Iterator[tuple[list[int], np.ndarray]]:
+               edits: dict[str, float] | None = None, cls: object = None,
+               stopped: Callable[[], bool] = lambda: False) -> Iterator[tuple[list[int], np.ndarray]]:
         """(seeds, faces) batch by batch, latents made per batch: a million faces in flat memory.
-        Every input is checked before the first batch is made."""
+        Every input is checked before the first batch is made; `stopped()` is asked before every
+        batch, the first included, so a stop that comes as the work starts makes no batch at all."""
         psi, edits, k = check_psi(psi), self.edits(edits), self.class_of(cls)
         seeds = [check_seed(s) for s in seeds]
         if batch_size < 1:
             raise EngineError(f"batch size must be at least 1, got {batch_size}")
         for i in range(0, len(seeds), batch_size):
+            if stopped():
+                return
             part = seeds[i:i + batch_size]
             yield part, to_uint8(self.run(self.steer(latents(part, self.z_dim, psi), edits),
                                           self.class_ids(part, None if k is None else self.classes[k])))

@@ -79,45 +79,52 @@ def _summary(out: Path, count: int, digests: set, t0: float, engine: Engine) -> 
 @register(".zip", "faces", "a zip of PNGs plus manifest.json")
 def write_zip(engine: Engine, seeds: Sequence[int], out: Path, psi: float = 1.0, batch_size: int = 64,
               progress: Progress | None = None, edits: dict | None = None, cls: object = None,
-              cancelled: Callable[[], bool] = lambda: False) -> dict:
+              cancelled: Callable[[], bool] = lambda: False, keep_partial: bool = False) -> dict:
     """Streamed: latents, faces and PNGs batch by batch (one batch encodes in a worker thread while
-    the next generates), into a temporary file renamed at the end; a failure or a cancel leaves nothing."""
+    the next generates), into a temporary file renamed at the end; a failure leaves nothing. A cancel
+    (checked before every batch) leaves nothing either, or with keep_partial (the CLI stopped by a
+    signal) closes a valid zip of the faces made so far, its manifest saying it is incomplete."""
     out, t0, digests = Path(out), time.perf_counter(), set()
-    seeds = list(seeds)
-    batches = engine.stream(seeds, psi, batch_size, progress, edits, cls)  # checks every input first
+    seeds, done = list(seeds), []
+    batches = engine.stream(seeds, psi, batch_size, progress, edits, cls, cancelled)  # checks every input first
 
     def flush(zf: zipfile.ZipFile, pending: tuple[list[int], Future] | None) -> None:
         if pending:
             for seed, data in zip(pending[0], pending[1].result()):
                 zf.writestr(seed_filename(seed), data)
+            done.extend(pending[0])
 
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
             pending = None
             for part, imgs in batches:
-                if cancelled():
-                    raise UserError("cancelled")
                 digests.update(digest(img) for img in imgs)
                 encoded = engine.pool.submit(png_batch, imgs)
                 flush(zf, pending)
                 pending = (part, encoded)
             flush(zf, pending)
-            zf.writestr("manifest.json", json.dumps(engine.manifest(seeds, psi, edits, cls), indent=2))
+            if cancelled() and not keep_partial:
+                raise UserError("cancelled")
+            manifest = engine.manifest(done, psi, edits, cls)
+            if len(done) < len(seeds):
+                manifest.update(complete=False, requested=len(seeds))
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2))
     try:
         atomic_write(out, write)
     except OSError as exc:
         raise _disk_error(exc, out, 0, len(seeds), out.parent) from None
-    return _summary(out, len(seeds), digests, t0, engine)
+    return {**_summary(out, len(done), digests, t0, engine), "requested": len(seeds)}
 
 
 @register(FOLDER, "faces", "a folder of PNGs")
 def write_folder(engine: Engine, seeds: Sequence[int], out: Path, psi: float = 1.0, batch_size: int = 64,
                  progress: Progress | None = None, edits: dict | None = None, cls: object = None,
-                 cancelled: Callable[[], bool] = lambda: False) -> dict:
-    """One PNG per seed, each written atomically; a full disk names the file and how far it got."""
+                 cancelled: Callable[[], bool] = lambda: False, keep_partial: bool = True) -> dict:
+    """One PNG per seed, each written atomically; a full disk names the file and how far it got, and
+    a cancel stops before the next batch (the faces written stay: each file is complete)."""
     out, t0, digests, done = Path(out), time.perf_counter(), set(), 0
     seeds = list(seeds)
-    for part, imgs in engine.stream(seeds, psi, batch_size, progress, edits, cls):
+    for part, imgs in engine.stream(seeds, psi, batch_size, progress, edits, cls, cancelled):
         for s, img, data in zip(part, imgs, png_batch(imgs)):
             path = out / seed_filename(s)
             try:
@@ -126,7 +133,7 @@ def write_folder(engine: Engine, seeds: Sequence[int], out: Path, psi: float = 1
                 raise _disk_error(exc, path, done, len(seeds), out) from None
             digests.add(digest(img))
             done += 1
-    return _summary(out, done, digests, t0, engine)
+    return {**_summary(out, done, digests, t0, engine), "requested": len(seeds)}
 
 
 @register(".png", "picture", "one picture: a face, a grid or a strip")

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -37,4 +38,9 @@ def main(out: Path = ROOT / "docs" / "app.png", seed: int = 42) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    p = argparse.ArgumentParser(prog="python -m scripts.screenshot_app", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "app.png", help="the PNG (default docs/app.png)")
+    p.add_argument("--seed", type=int, default=42, help="the Face tab's seed (default 42)")
+    a = p.parse_args()
+    main(a.out, a.seed)

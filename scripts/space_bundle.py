@@ -35,6 +35,13 @@ def bundle_files() -> list[Path]:
     return files
 
 
+def space_requirements(text: str) -> str:
+    """requirements.txt without the line that installs this project (`-e .`): a Space runs only
+    `python app.py` from its root, where the packages import as they are, and the bundle carries no
+    pyproject.toml for pip to build."""
+    return "".join(line for line in text.splitlines(keepends=True) if line.strip() not in ("-e .", "."))
+
+
 def build(out: Path) -> dict:
     files = bundle_files()
     data = [str(p.relative_to(ROOT)) for p in files if p.suffix.lower() in DATA_SUFFIXES]
@@ -45,7 +52,10 @@ def build(out: Path) -> dict:
     for p in files:
         dst = out / p.relative_to(ROOT)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, dst)
+        if p.name == "requirements.txt":
+            dst.write_text(space_requirements(p.read_text()))
+        else:
+            shutil.copy2(p, dst)
     return {"out": str(out), "files": len(files), "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1),
             "models": sorted(p.name for p in files if p.suffix == ".onnx")}
 

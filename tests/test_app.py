@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import ROOT
+
 
 def test_endpoints_are_named_and_take_the_model_then_the_class_last(served):
     """Old calls (without model or class) keep working: both come last, both with defaults."""
@@ -260,6 +262,10 @@ def test_the_space_bundle_runs_the_app_and_carries_no_data(tmp_path):
     assert not [p for p in space.rglob("*") if p.suffix.lower() in DATA_SUFFIXES]
     assert not (space / "trainer").exists() and not (space / "checkpoints").exists()
     assert "generator.onnx" in info["models"]
+    # The Space installs its requirements.txt: what the app needs, not this project (no pyproject.toml there).
+    reqs = (space / "requirements.txt").read_text().splitlines()
+    assert "-e ." not in reqs and any(r.startswith("gradio==") for r in reqs) and not (space / "pyproject.toml").exists()
+    assert "-e ." in (ROOT / "requirements.txt").read_text().splitlines()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"GRADIO_SERVER_PORT": str(port), "ANIME_GAN_DEVICE": "cpu"})

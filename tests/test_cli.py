@@ -123,3 +123,64 @@ def test_cli_classes(tiny_models, monkeypatch, tmp_path, capsys):
     assert "class must be one of: any, red, blue, green; got 'pink'" in capsys.readouterr().err
     assert cli(["--model", "generator", "--class", "blue", "--seeds", "1", "--out", str(tmp_path / "g.png")]) == 2
     assert "no classes" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_zip_is_closed_with_what_was_made(tmp_path, tiny_onnx, sig):
+    """A million faces stopped by SIGTERM or Ctrl-C: a valid zip of the faces made so far, whose
+    manifest says it is incomplete, no temporary file, and the shell's exit code for that signal."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "big.zip"
+    p = subprocess.Popen([sys.executable, "-m", "demo.generate", "--model", str(tiny_onnx), "--count", "1000000",
+                          "--out", str(out), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.time() + 240  # waits for progress, not for a speed: the signal comes once faces exist
+        while time.time() < deadline and p.poll() is None:
+            tmps = list(tmp_path.glob(".big.zip.*.tmp"))
+            if tmps and tmps[0].stat().st_size > 200_000:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, "the CLI ended before it could be stopped"
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 128 + getattr(signal, sig), err[-500:]
+    assert not list(tmp_path.glob("*.tmp")) and out.is_file()
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+    pngs = [n for n in names if n.endswith(".png")]
+    assert manifest["complete"] is False and manifest["requested"] == 1_000_000
+    assert 0 < manifest["count"] == len(pngs) < 1_000_000
+    assert pngs[0] == "seed_0000000000.png" and pngs[-1] == f"seed_{len(pngs) - 1:010d}.png"  # seeds 0..N-1, in order
+    assert f"stopped by {sig}: {len(pngs)} of 1000000 faces in {out}" in err
+
+
+def test_a_picture_stopped_by_sigterm_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """SIGTERM while a picture is being written: the writer's temporary file is removed (SystemExit
+    unwinds through the atomic write), exit code 143."""
+    import os
+    import signal
+
+    from core.files import atomic_write
+    from core.stopping import StopOnSignals
+
+    def slow_write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+
+    with pytest.raises(SystemExit) as stopped, StopOnSignals():
+        atomic_write(tmp_path / "face.png", slow_write)
+    assert stopped.value.code == 143 and list(tmp_path.iterdir()) == []

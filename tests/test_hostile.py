@@ -76,3 +76,118 @@ def test_a_visitor_behind_a_proxy_is_known_by_x_forwarded_for(monkeypatch):
     monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "maybe")
     with pytest.raises(UserError, match="ANIME_GAN_TRUST_PROXY"):
         Settings.from_env()
+
+
+def _chunked_post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """POST with Transfer-Encoding: chunked (no Content-Length), in 8 KiB chunks."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    chunks = (body[i:i + 8192] for i in range(0, len(body), 8192))
+    conn.request("POST", path, body=chunks, headers={"Content-Type": "application/json"}, encode_chunked=True)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def test_a_chunked_body_over_the_limit_gets_413_and_a_log_line(served, caplog):
+    """No Content-Length to judge by: the body is counted as it comes and refused like any other."""
+    _, _, port = served
+    caplog.set_level(logging.INFO, logger="anime_gan.app")
+    status, data = _chunked_post(port, "/gradio_api/queue/join", b"[" + b"1," * 100_000 + b"1]")
+    assert status == 413 and b"request too large: at most 65536 bytes" in data
+    rejected = [r.getMessage() for r in caplog.records if r.name == "anime_gan.app" and r.getMessage().startswith("rejected")]
+    assert len(rejected) == 1 and "no Content-Length" in rejected[0]
+    # A small chunked body still reaches Gradio whole (it answers the malformed request itself).
+    payload = json.dumps({"data": [7, 1.0], "fn_index": 0, "session_hash": "chunked1"}).encode()
+    status, data = _chunked_post(port, "/gradio_api/queue/join", payload)
+    assert status != 413 and status < 500, (status, data[:200])
+
+
+def test_a_visitor_over_the_heavy_bound_is_told_why_through_gradio_client(served, caplog):
+    """Two zips of one visitor waiting or running: the third is refused with the real reason, the
+    same words as the server log, not gradio_client's generic "Queue is full! Please try again."."""
+    import time
+
+    from gradio_client.utils import Status
+
+    from demo.jobs import HEAVY
+
+    client, _, _ = served
+    caplog.set_level(logging.INFO, logger="anime_gan.app")
+    gate = HEAVY["zip"]._sem
+    assert gate.acquire(timeout=60)  # the first zip starts and then waits for the slot: two stay in
+    try:
+        jobs = [client.submit(3, 0, 1.0, api_name="/zip") for _ in range(2)]
+        deadline = time.time() + 60
+        while time.time() < deadline and any(j.status().code in (Status.STARTING, Status.JOINING_QUEUE) for j in jobs):
+            time.sleep(0.1)
+        with pytest.raises(Exception) as refused:
+            client.predict(3, 0, 1.0, api_name="/zip")
+    finally:
+        gate.release()
+    message = str(refused.value)
+    assert "Busy: at most 2 zips or morphs at a time from one visitor" in message and "Queue is full" not in message
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected a queue request")]
+    assert any("at most 2 zips or morphs at a time from one visitor" in m for m in logged)
+    for j in jobs:  # the admitted ones finish once the slot is free
+        zip_path, summary = j.result(timeout=120)
+        assert "3 distinct of 3" in summary
+
+
+def test_a_cancel_that_gradio_misses_still_stops_the_zip(served, caplog):
+    """Gradio's /cancel stops the tasks it finds, then removes the event from the queue; a zip that
+    started between the two kept running to its end. Here the cancel names the event but matches no
+    task (as in that race): the zip still stops before its next batch."""
+    import time
+
+    import httpx
+    from gradio_client.utils import Status
+
+    from demo.jobs import HEAVY
+
+    client, _, port = served
+    caplog.set_level(logging.INFO, logger="anime_gan.app")
+    gate = HEAVY["zip"]._sem
+    assert gate.acquire(timeout=60)  # the zip starts, then waits for the slot
+    try:
+        job = client.submit(50, 0, 1.0, api_name="/zip")
+        deadline = time.time() + 60
+        while time.time() < deadline and job.status().code != Status.PROCESSING:
+            time.sleep(0.05)
+        event_id = job.communicator.event_id
+        assert event_id
+        r = httpx.post(f"http://127.0.0.1:{port}/gradio_api/cancel",
+                       json={"fn_index": 10_000, "session_hash": client.session_hash, "event_id": event_id})
+        assert r.status_code == 200
+    finally:
+        gate.release()
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("rejected /zip: cancelled" in r.getMessage() for r in caplog.records):
+        time.sleep(0.1)
+    assert any("rejected /zip: cancelled" in r.getMessage() for r in caplog.records)
+
+
+def test_job_alive_sees_a_cancel_by_event_id():
+    import asyncio
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from demo.jobs import job_alive, watch_cancels
+
+    async def remove_from_queue(event_id):
+        return None
+
+    queue = SimpleNamespace(active_jobs=[[SimpleNamespace(_id="E1")], None], remove_from_queue=remove_from_queue)
+    blocks = SimpleNamespace(_queue=queue)
+    watch_cancels(blocks)
+    b, e = LocalContext.blocks.set(blocks), LocalContext.event_id.set("E1")
+    try:
+        assert job_alive()
+        asyncio.run(queue.remove_from_queue("E1"))
+        assert not job_alive()  # still among the active jobs, but cancelled
+    finally:
+        LocalContext.blocks.reset(b)
+        LocalContext.event_id.reset(e)

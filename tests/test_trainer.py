@@ -204,9 +204,10 @@ def test_eval_every_keeps_the_best_generator_by_fid(tmp_path, blobs, monkeypatch
     out = tmp_path / "ev"
     assert main(["--data", str(blobs), "--recipe", "best", "--out", str(out), "--epochs", "2", "--eval-every", "1",
                  "--eval-n", "6", "--eval-ref-n", "12", *TINY]) == 0
-    rows = (out / "fid.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows] == ["1", "2"]
-    fids = [float(r.split(",")[2]) for r in rows]
+    with open(out / "evals.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["epoch"]) for r in rows] == [1, 2] and [int(r["images_seen"]) for r in rows] == [64, 128]
+    fids = [float(r["fid"]) for r in rows]
     best = json.loads((out / "generator-best.json").read_text())
     assert best["fid"]["fid"] == pytest.approx(min(fids), abs=1e-3)
     load_generator(out / "Generator-best.pth", out / "generator-best.json")

@@ -50,6 +50,9 @@ class Recipe:
     ema_rampup: float = 0.05    # half-life at most this times the images seen (StyleGAN2's ramp)
     diffaug: str = ""           # comma list of color,translation,cutout; "" = off
     flip: bool = True           # random horizontal flips of real images
+    # Fine-tuning: thousands of real images D trains alone at the start (G and its EMA frozen), so a D
+    # that starts from zero under a trained G judges something before G follows its gradients.
+    d_warmup_kimg: float = 0.0
     # Schedules: {"kimg": K, "lr_g": [start, end], "beta2": [...], "<loss parameter>": [...]}, cosine over K
     # thousand images, then held at the end value; {} = constant.
     schedule: dict = field(default_factory=dict)
@@ -164,6 +167,21 @@ RECIPES: dict[str, Recipe] = {
                "Heusel et al. 2017; Yazici et al. 2019",
         classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0,
         beta2=0.9, ema_kimg=88.7, batch_size=128,
+    ),
+    "cgan-transfer": Recipe(
+        name="cgan-transfer",
+        description="The conditional GAN fine-tuned from a trained unconditional generator (--finetune its "
+                    "Generator.pth): cgan-best's class inputs, three pairs, spectral-norm hinge D and two "
+                    "time-scale Adam (D 4e-4, G 1e-4, betas (0, 0.9)); the class enters G with weight zero (at "
+                    "step 0 G is the source for every class), D starts from zero and trains alone for its first "
+                    "19.2k images (150 steps, G frozen), and the EMA has a half-life of 20k images (a short "
+                    "fine-tune must not keep averaging in the class-blind start) and no ramp (it starts at a "
+                    "trained G).",
+        source="Seed report section 3.2 and Reed et al. 2016 (three pairs); Wang et al. 2018 (Transferring GANs: "
+               "fine-tuning a trained G); Karras et al. 2020 (fine-tuning with a fixed EMA half-life); Miyato "
+               "et al. 2018; Heusel et al. 2017",
+        classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0,
+        beta2=0.9, ema_kimg=20.0, ema_rampup=0.0, d_warmup_kimg=19.2, batch_size=128,
     ),
 }
 

@@ -13,12 +13,14 @@ from trainer.networks import build_generator
 
 
 def find_checkpoint(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
-    """A Generator.pth from a file, a run folder, or (None) the newest run under runs/."""
+    """A Generator.pth from a file, a run folder, or (None) the newest one the trainer wrote: a run
+    under runs/ (`python -m trainer.train` writes runs/<recipe>/Generator.pth) or ./Generator.pth."""
     if path is None:
-        found = sorted(Path(runs_dir).glob("*/Generator.pth"), key=lambda p: p.stat().st_mtime)
+        found = [p for p in (*Path(runs_dir).glob("*/Generator.pth"), Path("Generator.pth")) if p.is_file()]
         if not found:
-            raise CheckpointError(f"no checkpoint given and no {runs_dir}/*/Generator.pth found")
-        return found[-1]
+            raise CheckpointError(f"no checkpoint given and none found ({runs_dir}/*/Generator.pth or ./Generator.pth): "
+                                  f"train one with `python -m trainer.train --data FACES`, or pass --checkpoint PATH")
+        return max(found, key=lambda p: p.stat().st_mtime)
     path = Path(path)
     return path / "Generator.pth" if path.is_dir() else path
 

@@ -31,7 +31,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p = argparse.ArgumentParser(prog="python -m trainer.train", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="folder or .zip of face images")
-    p.add_argument("--recipe", default="best", choices=sorted(RECIPES), help="named recipe (default: best)")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="named recipe (default: best; with --finetune, the source's own; a conditional recipe "
+                        "adds class inputs to an unconditional source)")
     p.add_argument("--out", help="run folder (default: runs/<recipe>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint.pt (its options "
                                                   "and limits too, unless given again)")
@@ -111,7 +113,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe | None = None) -> Re
     if args.lr is not None:
         overrides.setdefault("lr_g", args.lr)
         overrides.setdefault("lr_d", args.lr)
-    recipe = dataclasses.replace(base, **overrides) if base is not None else get_recipe(args.recipe, **overrides)
+    recipe = dataclasses.replace(base, **overrides) if base is not None else get_recipe(args.recipe or "best", **overrides)
     given = {k: getattr(args, k) for k in parameter_fields() if getattr(args, k, None) is not None}
     if given:
         theirs = [k for k in given if recipe.loss not in owner_of(k)]

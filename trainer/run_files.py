@@ -75,6 +75,7 @@ def run_card(s) -> dict:
         "latent_rule": LATENT_RULE, "output_range": [-1, 1], "g_parameters": parameter_count(s.g),
         "hardware": device_name(s.device), "speed": s.speed_flags,
         "torch": torch.__version__, "best_fid": s.best_fid if math.isfinite(s.best_fid) else None,
+        **({"finetuned_from": str(s.args.finetune)} if getattr(s.args, "finetune", None) else {}),
     }
 
 

@@ -175,17 +175,14 @@ class RunState:
             "options": run_options(self.args),
         }
 
-    def load_state_dict(self, s: dict, weights_only: bool = False) -> None:
-        """Everything back as it was; weights_only (fine-tuning) keeps the networks and the EMA but
-        starts the counters, optimiser moments and random streams anew."""
+    def load_state_dict(self, s: dict) -> None:
+        """Everything back as it was (a fine-tune loads its networks with trainer.transfer instead)."""
         self.g.load_state_dict(s["G"])
         self.d.load_state_dict(s["D"])
         if self.ema and s.get("EMA") is not None:
             self.ema.load_state_dict(s["EMA"])
         elif self.ema:  # a state without an EMA (a recipe that had none): the average starts at G
             self.ema.module.load_state_dict(self.g.state_dict())
-        if weights_only:
-            return
         if s.get("opt_g") is not None:
             self.opt_g.load_state_dict(s["opt_g"])
             self.opt_d.load_state_dict(s["opt_d"])
@@ -210,7 +207,7 @@ class RunState:
 
 # Run options a --resume keeps unless the command line gives them again (the recipe is kept whole).
 RUN_OPTIONS = ("max_steps", "max_minutes", "checkpoint_minutes", "log_every", "eval_every", "eval_n", "eval_ref_n",
-               "bf16", "channels_last", "compile", "no_tf32")
+               "bf16", "channels_last", "compile", "no_tf32", "finetune")
 
 
 def run_options(args: argparse.Namespace) -> dict:

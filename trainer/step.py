@@ -91,9 +91,10 @@ def train_step(s: RunState, reals: list[tuple[torch.Tensor, torch.Tensor | None]
     # With one D step per G step, one batch of fakes serves both steps, as in the seed report.
     share_fakes = r.n_critic == 1
     mismatch = r.mismatch if s.n_classes > 1 else 0.0
+    d_alone = s.images_seen < r.d_warmup_kimg * 1000  # a fine-tune's first steps: D learns, G waits
     for real, y in reals:
         z = torch.randn(real.shape[0], r.z_dim, device=s.device)
-        with torch.set_grad_enabled(share_fakes):
+        with torch.set_grad_enabled(share_fakes and not d_alone):
             fake = generate(s, z, y)  # made for the real batch's classes
         groups = [(real, y), (fake.detach(), y)] + ([(real, wrong_classes(y, s.n_classes))] if mismatch else [])
         scores = score_groups(s, groups)
@@ -109,6 +110,11 @@ def train_step(s: RunState, reals: list[tuple[torch.Tensor, torch.Tensor | None]
         s.opt_d.step()
         obj.after_d_step(s.d)
     real, y = reals[-1]
+    if d_alone:  # G's loss as it stands, for the log; no G step and no EMA update
+        with torch.no_grad():
+            loss_g = obj.g_loss(d_fake.detach(), lambda: d_real.detach())
+        _count(s, loss_d, loss_g, d_real, d_fake)
+        return
     if not share_fakes:
         fake = generate(s, torch.randn(s.local_batch, r.z_dim, device=s.device), y)
     s.d.requires_grad_(False)  # D frozen: the G step computes no gradients for D's weights
@@ -121,6 +127,11 @@ def train_step(s: RunState, reals: list[tuple[torch.Tensor, torch.Tensor | None]
     s.opt_g.step()
     if s.ema:
         s.ema.update(s.g, (s.step + 1) * r.batch_size, r.batch_size)  # half-lives count G's images
+    _count(s, loss_d, loss_g, d_real, d_fake)
+
+
+def _count(s: RunState, loss_d: torch.Tensor, loss_g: torch.Tensor, d_real: torch.Tensor, d_fake: torch.Tensor) -> None:
+    """The step's statistics, summed on the device (read every --log-every steps)."""
     values = torch.stack([loss_d.detach(), loss_g.detach(), d_real.detach().mean(), d_fake.detach().mean(),
                           d_accuracy(s, d_real.detach(), d_fake.detach())])
     s.sums += values

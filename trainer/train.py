@@ -3,6 +3,7 @@
     python -m trainer.train --data ../shared/data/anime-faces-64.zip --recipe best --out runs/best
     python -m trainer.train --resume runs/best            # continue where it stopped
     python -m trainer.train --finetune checkpoints/sngan-long --data my_faces/ --out runs/mine
+    python -m trainer.train --finetune runs/best/Generator.pth --recipe cgan-transfer --data ...   # add classes
     torchrun --nproc_per_node 2 -m trainer.train ...      # DistributedDataParallel
 
 This file is the command: options, data and the run folder, then the loop. The parts live apart:
@@ -26,7 +27,7 @@ from core.attributes import CLASS_SETS
 from core.dataset import dataset_fingerprint, load_images
 from core.errors import UserError
 from trainer.checkpoint import load_torch
-from trainer.compact import load_state, rewarm
+from trainer.compact import rewarm
 from trainer.config import Recipe
 from trainer.networks import discriminator_for, generator_for
 from trainer.options import parse_args, recipe_from_args, run_options_from
@@ -34,6 +35,7 @@ from trainer.run_files import check_writable, output_bytes, parameter_count, rem
 from trainer.run_state import RunState, TrainingError
 from trainer.signals import stop_on_signals
 from trainer.training_loop import TrainingLoop
+from trainer.transfer import G_FIELDS, finetune_recipe, load_source, start_from
 
 log = logging.getLogger("trainer")
 
@@ -62,8 +64,9 @@ def prepare(args: argparse.Namespace) -> tuple[Recipe, Path, dict | None, dict, 
         args.seed = state["seed"]
         return recipe, out, state, state["data"], Path(args.data or state["data"]["path"]), False
     if args.finetune:
-        state = load_state(Path(args.finetune))
-        recipe = recipe_from_args(args, Recipe.from_dict(state["recipe"]))
+        state = load_source(args.finetune)
+        given = {f for f in G_FIELDS if getattr(args, f, None) is not None}
+        recipe = recipe_from_args(args, finetune_recipe(state, args.recipe, given))
         out = Path(args.out or f"runs/{recipe.name}-finetune")
     else:
         state = None
@@ -102,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("data: %d images from %s (%d skipped)", len(images), data_path, skipped)
         labels, names = class_labels(recipe, images, state.get("classes") if state else None)
         run = RunState(recipe, images, args, data_info, labels, names)
-        if state is not None:
-            run.load_state_dict(state, weights_only=weights_only)
-            log.info("%s %s at epoch %d, step %d", "fine-tuning from" if weights_only else "resumed",
-                     args.finetune or out, run.epoch, run.step)
-            if weights_only or state.get("opt_g") is None:  # fresh optimisers: measure their moments first
-                log.info("optimiser moments re-measured over %d steps (learning rate 0)", rewarm(run))
+        if weights_only:
+            log.info("fine-tuning from %s: %s", args.finetune, start_from(run, state))
+        elif state is not None:
+            run.load_state_dict(state)
+            log.info("resumed %s at epoch %d, step %d", out, run.epoch, run.step)
+        # Fresh optimisers for trained networks: measure their moments first (not for a D from zero,
+        # whose first gradients say nothing yet).
+        if state is not None and (weights_only or state.get("opt_g") is None) and state.get("D") is not None:
+            log.info("optimiser moments re-measured over %d steps (learning rate 0)", rewarm(run))
         loop = TrainingLoop(run, out)
         with stop_on_signals(run, enabled=not distributed):
             loop.run()

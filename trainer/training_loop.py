@@ -88,6 +88,10 @@ class TrainingLoop:
         t_mark = t_saved = t_rate = time.time()
         images_since = 0
         stop = self.should_stop(0.0)
+        if a.eval_every and s.step == 0 and getattr(a, "finetune", None):
+            self.evaluate_and_keep_best(start=True)  # where the fine-tune starts: the curve's first point
+            t_mark = t_saved = t_rate = time.time()
+        evaluated_at = s.step
         while s.epoch < r.epochs and not stop:
             perm = epoch_permutation(len(s.images), a.seed, s.epoch).to(s.device)  # one copy an epoch
             t_epoch = time.time()
@@ -119,8 +123,10 @@ class TrainingLoop:
                 if a.eval_every and s.epoch % a.eval_every == 0:
                     s.seconds += time.time() - t_mark
                     self.evaluate_and_keep_best()
-                    t_mark = time.time()
+                    t_mark, evaluated_at = time.time(), s.step
         s.seconds += time.time() - t_mark
+        if a.eval_every and s.step > evaluated_at and not s.interrupted:
+            self.evaluate_and_keep_best()  # the run's last weights are measured too: they are what it ships
         self.save()
         if s.is_main and s.interrupted:
             log.info("interrupted (%s) at step %d: checkpoint and Generator.pth saved; continue with: "
@@ -128,7 +134,10 @@ class TrainingLoop:
         elif s.is_main:
             log.info("done: %d steps, %.2f epochs, %.0f s; outputs in %s", s.step, s.epochs_done, s.seconds, self.out)
 
-    def evaluate_and_keep_best(self) -> None:
+    def evaluate_and_keep_best(self, start: bool = False) -> None:
+        """FID (with class accuracy and per-class FID for a conditional G) of the weights as they would
+        ship, one row of evals.csv; the best FID so far is kept as Generator-best.pth. A fine-tune's
+        starting point is measured (start=True) but is not a candidate: it is the source's work."""
         s = self.s
         if not s.is_main:
             return
@@ -140,10 +149,45 @@ class TrainingLoop:
         result = fid_of_torch_generator(g.eval(), s.data_info["path"], n=s.args.eval_n, ref_n=s.args.eval_ref_n,
                                         device=s.device, classes=s.class_names, weights=s.class_counts)
         g.train(was_training)
-        log.info("epoch %d: FID %.2f (%s)", s.epoch, result["fid"], result["protocol"])
-        with open(self.out / "fid.csv", "a") as f:
-            f.write(f"{s.epoch},{s.step},{result['fid']:.4f},{result['protocol']}\n")
-        if result["fid"] < s.best_fid:
+        accuracy = result.get("class_accuracy")
+        log.info("epoch %d, step %d: FID %.2f%s (%s)", s.epoch, s.step, result["fid"],
+                 "" if accuracy is None else f", class accuracy {100 * accuracy:.1f} %", result["protocol"])
+        EvalLog(self.out / "evals.csv", s.class_names).append(s, result)
+        if not start and result["fid"] < s.best_fid:
             s.best_fid = result["fid"]
             save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, self.out / "Generator-best.pth")
             save_json({**run_card(s), "fid": result}, self.out / "generator-best.json")
+
+
+class EvalLog:
+    """evals.csv: one row per evaluation (step, images seen, training seconds, FID, and for a
+    conditional G the class accuracy and each class's accuracy and FID), for plots of the trade-off
+    over time. A resumed run keeps the rows up to its checkpoint's step."""
+
+    def __init__(self, path: Path, classes: list[str]):
+        self.path = path
+        self.fields = ["epoch", "step", "images_seen", "seconds", "fid"]
+        if classes:
+            self.fields += ["class_accuracy", *(f"accuracy_{c}" for c in classes), *(f"fid_{c}" for c in classes)]
+
+    def append(self, s: RunState, result: dict) -> None:
+        import csv
+
+        rows = []
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) < s.step]  # a kill -9 may leave later ones
+        per_class = result.get("per_class", {})
+        row = {"epoch": round(s.epochs_done, 3), "step": s.step, "images_seen": s.images_seen,
+               "seconds": round(s.seconds, 1), "fid": round(result["fid"], 4),
+               "class_accuracy": _round(result.get("class_accuracy")),
+               **{f"accuracy_{c}": _round(v.get("class_accuracy")) for c, v in per_class.items()},
+               **{f"fid_{c}": _round(v.get("fid")) for c, v in per_class.items()}}
+        from core.files import atomic_write_text
+
+        lines = [",".join(self.fields)] + [",".join(str(r.get(k, "")) for k in self.fields) for r in rows + [row]]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+
+def _round(v: float | None) -> str:
+    return "" if v is None else f"{v:.4f}"

@@ -17,6 +17,7 @@ from torch import nn
 from trainer.networks.common import (  # noqa: F401  (re-exported)
     DISCRIMINATORS,
     GENERATORS,
+    adopt_weights,
     calibration_batch,
     fold_batchnorm,
     recalibrate_batchnorm,

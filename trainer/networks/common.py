@@ -4,6 +4,7 @@ an EMA."""
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 from torch import nn
@@ -33,6 +34,53 @@ class ClassInput(nn.Module):
         if y is None:
             raise ValueError(f"this network is conditional ({self.n} classes): pass the class of every sample")
         return self.eye[y.reshape(batch)]
+
+
+@torch.no_grad()
+def adopt_weights(net: nn.Module, source: dict[str, torch.Tensor], source_key: Callable[[str], str] = lambda k: k,
+                  strict: bool = True) -> list[str]:
+    """Load another network's weights into `net` where the two differ only by class inputs, so that
+    before any training step `net` computes the source's function for every class:
+
+    - a tensor of the same shape is copied;
+    - a tensor larger along one axis (class channels appended after z in G's first layer, or after the
+      image's channels in D's; spectral norm's `_v` of such a layer) gets the source in its leading
+      part and zeros in the rest: the class inputs start with weight 0 and add nothing;
+    - a per-class gain or bias [n_classes, C] of a conditional BatchNorm gets the source BatchNorm's
+      [C] in every row: every class starts with the unconditional norm.
+
+    `source_key` maps a key of `net` to the source's (architectures whose conditional layers are named
+    apart). With strict, every tensor of `net` must come from the source (a generator: equality is
+    the promise); otherwise tensors without a source keep their fresh initialisation. Returns the
+    keys that were widened or kept fresh. Any other mismatch is a one-line UserError.
+    """
+    target = net.state_dict()
+    out, changed = {}, []
+    for key, t in target.items():
+        src = source.get(source_key(key))
+        if src is None:
+            if strict:
+                raise UserError(f"the source weights have no {source_key(key)!r} for this network's {key!r}")
+            out[key] = t
+            changed.append(f"{key} (new)")
+            continue
+        src = src.to(t.dtype)
+        if src.shape == t.shape:
+            out[key] = src
+            continue
+        grown = [i for i in range(t.dim()) if t.dim() == src.dim() and t.shape[i] != src.shape[i]]
+        if len(grown) == 1 and t.shape[grown[0]] > src.shape[grown[0]]:
+            wide = torch.zeros_like(t)
+            wide.narrow(grown[0], 0, src.shape[grown[0]]).copy_(src)
+            out[key] = wide
+        elif t.dim() == 2 and src.dim() == 1 and t.shape[1] == src.shape[0]:
+            out[key] = src.expand_as(t).clone()
+        else:
+            raise UserError(f"the source's {source_key(key)!r} {tuple(src.shape)} does not fit this network's "
+                            f"{key!r} {tuple(t.shape)}: a different architecture or width")
+        changed.append(key)
+    net.load_state_dict(out)
+    return changed
 
 
 def refuse(arch: str, option: str, value: object) -> None:

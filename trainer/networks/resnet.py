@@ -155,7 +155,7 @@ class Generator(nn.Module):
         self.attn = SelfAttention(ch[3]) if attention else None  # after the block that makes 32x32
         self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1)
         if norm == "none":
-            stem = self.stem[0]  # each 4x4 output of a 1x1 input sees z_dim inputs: He's rule with that fan-in
+            stem = self.stem_conv if n_classes else self.stem[0]  # each 4x4 output of a 1x1 input sees z_dim inputs: He's rule with that fan-in
             nn.init.normal_(stem.weight, 0.0, (2.0 / z_dim) ** 0.5)
             nn.init.zeros_(stem.bias)
             _he(self.to_rgb, None)
@@ -163,6 +163,14 @@ class Generator(nn.Module):
     @classmethod
     def from_recipe(cls, r, n_classes: int = 0) -> "Generator":
         return cls(r.z_dim, r.g_width, norm=r.g_norm, attention=r.attention, n_classes=n_classes)
+
+    @staticmethod
+    def unconditional_key(key: str) -> str:
+        """The unconditional generator's name for a conditional one's tensor (for adopt_weights): the
+        stem is named apart, and a conditional BatchNorm's statistics and per-class affine come from
+        the plain BatchNorm's statistics and affine."""
+        key = key.replace("stem_conv.", "stem.0.").replace("stem_bn.", "stem.1.")
+        return key.replace(".bn.", ".").replace(".affine.gain", ".weight").replace(".affine.bias", ".bias")
 
     @classmethod
     def from_arch(cls, arch: dict) -> "Generator":

@@ -1,0 +1,94 @@
+"""Fine-tuning a conditional GAN from an unconditional generator: at step 0 the conditional G draws
+every class exactly as the source draws any face."""
+import json
+
+import pytest
+import torch
+
+from core.attributes import HAIR_CLASSES
+from core.errors import UserError
+from tests.test_trainer import TINY
+from trainer.generator_io import load_generator
+from trainer.networks import GENERATORS, adopt_weights
+from trainer.train import main
+
+
+def _trained_like(g: torch.nn.Module) -> torch.nn.Module:
+    """Weights and BatchNorm statistics away from their initial values, as after training."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return g
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_an_adopted_conditional_generator_is_the_source_for_every_class(arch, mode):
+    cls = GENERATORS[arch]
+    z_dim, width, n = 16, 8, len(HAIR_CLASSES)
+    source = _trained_like(cls(z_dim=z_dim, width=width))
+    target = cls(z_dim=z_dim, width=width, n_classes=n)
+    changed = adopt_weights(target, source.state_dict(), getattr(target, "unconditional_key", lambda k: k))
+    assert changed  # the class inputs (dcgan) or per-class norms (resnet) were widened
+    source.train(mode == "train")
+    target.train(mode == "train")
+    z = torch.randn(6, z_dim)
+    with torch.no_grad():
+        want = source(z)
+        for k in range(n):
+            got = target(z, torch.full((6,), k))
+            # The same function; only float rounding differs (a per-class affine is a matmul, not BatchNorm's).
+            assert torch.allclose(got, want, atol=2e-5), f"class {k} differs by {(got - want).abs().max():.2e}"
+
+
+def test_adopting_weights_of_another_width_is_a_clear_error():
+    g64 = GENERATORS["dcgan"](z_dim=16, width=8)
+    g = GENERATORS["dcgan"](z_dim=16, width=16, n_classes=3)
+    with pytest.raises(UserError, match="does not fit"):
+        adopt_weights(g, g64.state_dict())
+
+
+def test_finetune_a_conditional_recipe_from_a_generator_pth(tmp_path, blobs):
+    """The command: an unconditional run's Generator.pth into `cgan-transfer`; while D warms up G does
+    not move, so the run's Generator.pth computes the source's faces for every class."""
+    src = tmp_path / "src"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(src), "--max-steps", "3", *TINY]) == 0
+    out = tmp_path / "cond"
+    assert main(["--finetune", str(src / "Generator.pth"), "--recipe", "cgan-transfer", "--data", str(blobs),
+                 "--out", str(out), "--max-steps", "2", "--d-width", "8", "--batch-size", "16", "--log-every", "1",
+                 "--quiet"]) == 0
+    g0, card0 = load_generator(src / "Generator.pth")
+    g1, card1 = load_generator(out / "Generator.pth")
+    assert card1["classes"] == HAIR_CLASSES and card1["arch"]["g_width"] == 8 and card1["recipe"]["name"] == "cgan-transfer"
+    assert card1["finetuned_from"] == str(src / "Generator.pth") and card1["steps"] == 2
+    z = torch.randn(8, card0["arch"]["z_dim"])
+    with torch.no_grad():
+        want = g0(z)
+        for k in range(len(HAIR_CLASSES)):
+            assert torch.allclose(g1(z, torch.full((8,), k)), want, atol=1e-5)
+    # After the warm-up G learns: the classes start to matter.
+    more = tmp_path / "more"
+    assert main(["--finetune", str(src), "--recipe", "cgan-transfer", "--data", str(blobs), "--out", str(more),
+                 "--max-steps", "3", "--d-warmup-kimg", "0", "--d-width", "8", "--batch-size", "16", "--quiet"]) == 0
+    g2, _ = load_generator(more / "Generator.pth")
+    with torch.no_grad():
+        assert not torch.allclose(g2(z, torch.zeros(8, dtype=torch.long)), g2(z, torch.ones(8, dtype=torch.long)))
+
+
+def test_finetune_refusals(tmp_path, blobs):
+    src = tmp_path / "src"
+    assert main(["--data", str(blobs), "--recipe", "cgan-best", "--out", str(src), "--max-steps", "1", *TINY]) == 0
+    # A conditional source cannot lose its classes, and the weights fit only their own width.
+    assert main(["--finetune", str(src / "Generator.pth"), "--recipe", "best", "--data", str(blobs),
+                 "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    card = json.loads((src / "generator.json").read_text())
+    assert card["arch"]["n_classes"] == len(HAIR_CLASSES)
+    assert main(["--finetune", str(src), "--recipe", "cgan-transfer", "--g-width", "16", "--data", str(blobs),
+                 "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert main(["--finetune", str(tmp_path / "nothing"), "--data", str(blobs), "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "checkpoint.pt").exists()

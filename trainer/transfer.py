@@ -1,0 +1,82 @@
+"""Where a fine-tune starts: the networks of a published state, of a run's checkpoint, or of a bare
+Generator.pth, loaded into the new run's networks (conditional ones included).
+
+A state or a checkpoint brings G, D and the EMA; a Generator.pth (what every run writes, and all
+that GPU sessions brought back of their runs) brings G only, and D starts from its initialisation.
+An unconditional G fine-tuned with a conditional recipe gets its class inputs with weight zero
+(trainer.networks.adopt_weights), so at step 0 it draws every class exactly as the source drew any
+face: training only has to learn what the class changes, not faces again (the transfer StyleGAN-style
+fine-tuning does, with the class as the one new input).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from trainer.checkpoint import CheckpointError
+from trainer.compact import load_state
+from trainer.config import Recipe, get_recipe
+from trainer.networks import adopt_weights
+
+log = logging.getLogger("trainer")
+
+# Recipe fields that shape G: a fine-tune takes them from its source unless the command line gives
+# them (the weights only fit the architecture they were trained in).
+G_FIELDS = ("g_arch", "z_dim", "g_width", "g_norm", "attention")
+
+
+def is_generator_file(path: Path) -> bool:
+    """A Generator.pth, or a folder that holds one and no resumable state."""
+    if path.is_dir():
+        return (path / "Generator.pth").is_file() and not any(
+            (path / name).is_file() for name in ("state.json", "checkpoint.pt"))
+    return path.suffix == ".pth"
+
+
+def load_source(path: str | Path) -> dict:
+    """What a fine-tune starts from, as a state dict: G, D (None for a Generator.pth), EMA (None: it
+    starts at G), the source's recipe and classes."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"nothing to fine-tune from at {path}")
+    if not is_generator_file(path):
+        return load_state(path)
+    from trainer.generator_io import load_generator
+
+    g, card = load_generator(path)
+    if not isinstance(card.get("recipe"), dict):
+        raise CheckpointError(f"the generator.json beside {path} has no recipe")
+    return {"G": g.state_dict(), "D": None, "EMA": None, "recipe": card["recipe"],
+            "classes": list(card.get("classes") or []), "generator_only": True}
+
+
+def finetune_recipe(source: dict, recipe_name: str | None, given: set[str]) -> Recipe:
+    """The run's base recipe: the named one (with the source's G architecture where the command line
+    does not set it), or the source's own."""
+    own = Recipe.from_dict(source["recipe"])
+    if recipe_name is None:
+        return own
+    recipe = get_recipe(recipe_name)
+    keep = {f: getattr(own, f) for f in G_FIELDS if f not in given}
+    if source.get("classes") and not recipe.classes:
+        raise CheckpointError("the source generator is conditional; fine-tune it with a conditional recipe")
+    return dataclasses.replace(recipe, **keep)
+
+
+def start_from(run, source: dict) -> str:
+    """Load the source's networks into the run (a trainer.run_state.RunState); returns what was done,
+    for the log. Counters, optimisers and random streams start anew."""
+    widen = run.n_classes and not source.get("classes")
+    key = getattr(run.g, "unconditional_key", None) if widen else None
+    key = key or (lambda k: k)
+    changed = adopt_weights(run.g, source["G"], key)
+    if run.ema:
+        adopt_weights(run.ema.module, source["EMA"] or source["G"], key)
+    if source.get("D") is not None:
+        d_changed = adopt_weights(run.d, source["D"], strict=False)
+    else:
+        d_changed = ["all (initialised)"]
+    what = "G" + (f" with {len(run.class_names)} class inputs added at weight zero ({', '.join(changed)})"
+                  if widen else "")
+    return f"{what}; D: {'source' if not d_changed else ', '.join(d_changed)}"
