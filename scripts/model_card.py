@@ -6,6 +6,7 @@ README's comparison table from every card and report under docs/models/.
     python -m scripts.model_card table          # markdown rows for README's comparison
     python -m scripts.model_card figure         # docs/models/comparison.png: every model's seeds 0-63
     python -m scripts.model_card figure --picture losses.png --out docs/models/losses.png
+    python -m scripts.model_card curve --run runs/cgan-transfer --out docs/models/cgan-transfer/evals.png
 
 A card holds what the app's About tab and the README show: recipe, architecture and size, training
 (epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
@@ -130,6 +131,38 @@ def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" /
     save_png(sheet, out)
 
 
+def curve(evals_csv: Path, out: Path) -> None:
+    """A run's evals.csv as a picture: FID-5k against images seen and, for a conditional run, the
+    class accuracy beside it (the trade-off over the run)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(evals_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"error: {evals_csv} has no evaluations")
+    kimg = [int(r["images_seen"]) / 1000 for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    ax.plot(kimg, [float(r["fid"]) for r in rows], "o-", color="tab:blue", label="FID-5k")
+    ax.set_xlabel("thousands of images seen in this run")
+    ax.set_ylabel("FID-5k (lower is better)", color="tab:blue")
+    if rows[0].get("class_accuracy"):
+        right = ax.twinx()
+        right.plot(kimg, [100 * float(r["class_accuracy"]) for r in rows], "s--", color="tab:red")
+        right.set_ylabel("class accuracy, % (higher is better)", color="tab:red")
+        right.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{evals_csv.parent.name}: evaluations during the run")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -145,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("figure")
     f.add_argument("--out", type=Path, default=ROOT / "docs" / "models" / "comparison.png")
     f.add_argument("--picture", default="samples.png", choices=["samples.png", "losses.png"])
+    k = sub.add_parser("curve", help="a run's evals.csv as a picture (FID-5k and class accuracy over the run)")
+    k.add_argument("--run", type=Path, required=True)
+    k.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    if a.cmd == "curve":
+        curve(a.run / "evals.csv", a.out)
+        print(f"wrote {a.out}")
+        return 0
     if a.cmd == "table":
         print(table())
         return 0

@@ -45,6 +45,10 @@ fi
 "${card[@]}" --out "$D/card.json"
 cp "$B"/eval*.json "$B/parity.json" "$D/" 2>/dev/null || true
 cp "$RUN/losses.png" "$D/losses.png"
+if [ -f "$RUN/evals.csv" ]; then  # evaluations during the run (--eval-every): the table and its picture
+  cp "$RUN/evals.csv" "$D/evals.csv"
+  python -m scripts.model_card curve --run "$RUN" --out "$D/evals.png"
+fi
 python -m demo.generate --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
 echo "documented $RUN in $D"
 if [ "${SHIP:-0}" = 1 ]; then echo "shipped demo/models/$NAME.onnx"; fi

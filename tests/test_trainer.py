@@ -211,6 +211,10 @@ def test_eval_every_keeps_the_best_generator_by_fid(tmp_path, blobs, monkeypatch
     best = json.loads((out / "generator-best.json").read_text())
     assert best["fid"]["fid"] == pytest.approx(min(fids), abs=1e-3)
     load_generator(out / "Generator-best.pth", out / "generator-best.json")
+    from scripts.model_card import curve
+
+    curve(out / "evals.csv", tmp_path / "evals.png")  # README's picture of a run's evaluations
+    assert (tmp_path / "evals.png").stat().st_size > 10_000
 
 
 def test_max_minutes_stops_the_run(tmp_path, blobs):

@@ -53,15 +53,28 @@ def test_adopting_weights_of_another_width_is_a_clear_error():
         adopt_weights(g, g64.state_dict())
 
 
-def test_finetune_a_conditional_recipe_from_a_generator_pth(tmp_path, blobs):
+def test_finetune_a_conditional_recipe_from_a_generator_pth(tmp_path, blobs, monkeypatch):
     """The command: an unconditional run's Generator.pth into `cgan-transfer`; while D warms up G does
-    not move, so the run's Generator.pth computes the source's faces for every class."""
+    not move, so the run's Generator.pth computes the source's faces for every class. Measured at
+    the start and at the end: FID, class accuracy and per-class FID in evals.csv."""
+    import csv
+
+    from tests.conftest import fresh_cache
+
+    monkeypatch.setenv("ANIME_GAN_CACHE", str(fresh_cache(tmp_path / "cache")))
     src = tmp_path / "src"
     assert main(["--data", str(blobs), "--recipe", "best", "--out", str(src), "--max-steps", "3", *TINY]) == 0
     out = tmp_path / "cond"
     assert main(["--finetune", str(src / "Generator.pth"), "--recipe", "cgan-transfer", "--data", str(blobs),
                  "--out", str(out), "--max-steps", "2", "--d-width", "8", "--batch-size", "16", "--log-every", "1",
-                 "--quiet"]) == 0
+                 "--eval-every", "1", "--eval-n", "40", "--eval-ref-n", "12", "--quiet"]) == 0
+    with open(out / "evals.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 2]  # the start, and the end (the run stops inside epoch 1)
+    assert {"class_accuracy", "accuracy_black", "fid_black"} <= set(rows[0])
+    assert all(0 <= float(r["class_accuracy"]) <= 1 for r in rows)
+    best = json.loads((out / "generator-best.json").read_text())
+    assert best["steps"] == 2  # the starting point is the source's work, never the run's best
     g0, card0 = load_generator(src / "Generator.pth")
     g1, card1 = load_generator(out / "Generator.pth")
     assert card1["classes"] == HAIR_CLASSES and card1["arch"]["g_width"] == 8 and card1["recipe"]["name"] == "cgan-transfer"

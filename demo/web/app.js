@@ -42,7 +42,10 @@ async function loadModel(name) {
   if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`model name ${JSON.stringify(name.slice(0, 40))} is not valid`);
   const start = performance.now();
   const bytes = new Uint8Array(await (await fetchOk(`../models/${name}.onnx`)).arrayBuffer());
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend] });
+  // As core/ort.py does: without QDQ handling an int8 model's weights are dequantised once, at load,
+  // not on every run (onnxruntime has no integer ConvTranspose); float models are unaffected.
+  const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: [backend], extra: { session: { disable_quant_qdq: "1" } } });
   const meta = session.inputMetadata?.[0];
   const zDim = meta?.shape?.[1];
   if (!Number.isInteger(zDim)) throw new Error(`${name}.onnx does not say its z size`);
