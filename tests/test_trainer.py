@@ -31,6 +31,9 @@ def read_losses(run: Path) -> list[dict]:
 def test_each_recipe_trains_and_writes_loadable_outputs(tmp_path, blobs, recipe):
     out = tmp_path / recipe
     small = ["--batch-size", "8"] if RECIPES[recipe].n_critic > 1 else []  # 5 critic batches per step
+    if RECIPES[recipe].g_train != "all":  # a fine-tuning recipe: from zero only when told to train all of G
+        assert main(["--data", str(blobs), "--recipe", recipe, "--out", str(out), *TINY]) == 2
+        small.extend(["--g-train", "all"])
     assert main(["--data", str(blobs), "--recipe", recipe, "--out", str(out), "--max-steps", "2", *TINY, *small]) == 0
     rows = read_losses(out)
     assert [int(r["step"]) for r in rows] == [1, 2]

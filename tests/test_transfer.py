@@ -91,6 +91,17 @@ def test_finetune_a_conditional_recipe_from_a_generator_pth(tmp_path, blobs, mon
     g2, _ = load_generator(more / "Generator.pth")
     with torch.no_grad():
         assert not torch.allclose(g2(z, torch.zeros(8, dtype=torch.long)), g2(z, torch.ones(8, dtype=torch.long)))
+    # cgan-transfer trains only what the fine-tune added: G's own weights are the source's, after a
+    # resume too (BatchNorm statistics follow the new inputs, as in any training step).
+    assert main(["--resume", str(more), "--max-steps", "4", "--quiet"]) == 0
+    # The trained weights themselves (the EMA drifts toward them: it started at src's EMA, not its G).
+    src_sd = torch.load(src / "checkpoint.pt", weights_only=True)["G"]
+    new_sd, z_dim = torch.load(more / "checkpoint.pt", weights_only=True)["G"], card0["arch"]["z_dim"]
+    for k, v in src_sd.items():
+        if k == "net.0.weight":
+            assert torch.equal(new_sd[k][:z_dim], v) and new_sd[k][z_dim:].abs().sum() > 0
+        elif not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(new_sd[k], v), k
 
 
 def test_finetune_refusals(tmp_path, blobs):

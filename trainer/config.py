@@ -53,6 +53,9 @@ class Recipe:
     # Fine-tuning: thousands of real images D trains alone at the start (G and its EMA frozen), so a D
     # that starts from zero under a trained G judges something before G follows its gradients.
     d_warmup_kimg: float = 0.0
+    # Fine-tuning: "all" of G learns, or only what the fine-tune "added" (the class inputs): G's own
+    # weights stay as trained, so its faces cannot be worn down by a D that starts from zero.
+    g_train: str = "all"
     # Schedules: {"kimg": K, "lr_g": [start, end], "beta2": [...], "<loss parameter>": [...]}, cosine over K
     # thousand images, then held at the end value; {} = constant.
     schedule: dict = field(default_factory=dict)
@@ -171,17 +174,15 @@ RECIPES: dict[str, Recipe] = {
     "cgan-transfer": Recipe(
         name="cgan-transfer",
         description="The conditional GAN fine-tuned from a trained unconditional generator (--finetune its "
-                    "Generator.pth): cgan-best's class inputs, three pairs, spectral-norm hinge D and two "
-                    "time-scale Adam (D 4e-4, G 1e-4, betas (0, 0.9)); the class enters G with weight zero (at "
-                    "step 0 G is the source for every class), D starts from zero and trains alone for its first "
-                    "19.2k images (150 steps, G frozen), and the EMA has a half-life of 20k images (a short "
-                    "fine-tune must not keep averaging in the class-blind start) and no ramp (it starts at a "
-                    "trained G).",
-        source="Seed report section 3.2 and Reed et al. 2016 (three pairs); Wang et al. 2018 (Transferring GANs: "
-               "fine-tuning a trained G); Karras et al. 2020 (fine-tuning with a fixed EMA half-life); Miyato "
-               "et al. 2018; Heusel et al. 2017",
-        classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0,
-        beta2=0.9, ema_kimg=20.0, ema_rampup=0.0, d_warmup_kimg=19.2, batch_size=128,
+                    "Generator.pth): cgan-best's class inputs, three pairs and spectral-norm hinge D; the class "
+                    "enters G with weight zero (at step 0 G is the source for every class) and only those class "
+                    "weights learn (G's own weights stay as trained; Adam 5e-4), D starts from zero (Adam 4e-4, "
+                    "betas (0, 0.9)) and trains alone for its first 19.2k images (150 steps), EMA half-life 20k "
+                    "images without the ramp.",
+        source="Seed report section 3.2 and Reed et al. 2016 (three pairs); Wang et al. 2018 (Transferring GANs); "
+               "Mo et al. 2020 (freezing parts of a pretrained GAN); Miyato et al. 2018; Karras et al. 2020",
+        classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=5e-4, lr_d=4e-4, beta1=0.0,
+        beta2=0.9, ema_kimg=20.0, ema_rampup=0.0, d_warmup_kimg=19.2, g_train="added", batch_size=128,
     ),
 }
 

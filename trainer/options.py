@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--eval-every", type=int, help="FID every N epochs; keeps Generator-best.pth (default 0 = off)")
     p.add_argument("--eval-n", type=int, help="generated images for --eval-every FID (default 5000)")
     p.add_argument("--eval-ref-n", type=int, help="reference images for --eval-every FID (default 10000)")
+    p.add_argument("--no-start-eval", action="store_true", help="with --finetune and --eval-every: do not measure "
+                                                                "the starting point (already measured)")
     p.add_argument("--bf16", action="store_const", const=True, help="CUDA: bfloat16 autocast (spectral norm and "
                                                                      "penalties stay fp32)")
     p.add_argument("--channels-last", action="store_const", const=True, help="CUDA: channels_last memory format")

@@ -186,6 +186,11 @@ class RunState:
         if s.get("opt_g") is not None:
             self.opt_g.load_state_dict(s["opt_g"])
             self.opt_d.load_state_dict(s["opt_d"])
+            # The optimiser's state carries the learning rates it was saved with; the recipe (with
+            # any --lr-g / --lr-d given to --resume) is what this run trains with.
+            for opt, lr in ((self.opt_g, self.r.lr_g), (self.opt_d, self.r.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr
         torch.set_rng_state(s["rng_cpu"])
         if s.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(s["rng_cuda"], self.device)

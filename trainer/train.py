@@ -35,7 +35,7 @@ from trainer.run_files import check_writable, output_bytes, parameter_count, rem
 from trainer.run_state import RunState, TrainingError
 from trainer.signals import stop_on_signals
 from trainer.training_loop import TrainingLoop
-from trainer.transfer import G_FIELDS, finetune_recipe, load_source, start_from
+from trainer.transfer import G_FIELDS, finetune_recipe, freeze_as_in, load_source, start_from
 
 log = logging.getLogger("trainer")
 
@@ -72,6 +72,9 @@ def prepare(args: argparse.Namespace) -> tuple[Recipe, Path, dict | None, dict, 
         state = None
         recipe = recipe_from_args(args)
         out = Path(args.out or f"runs/{recipe.name}")
+        if recipe.g_train != "all":
+            raise TrainingError(f"recipe {recipe.name} trains only what a fine-tune adds to a trained generator: "
+                                f"give --finetune GENERATOR.pth (or --g-train all)")
     if (out / "checkpoint.pt").exists():
         raise TrainingError(f"{out} already holds a run; use --resume {out} or another --out")
     data = Path(args.data)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         elif state is not None:
             run.load_state_dict(state)
             log.info("resumed %s at epoch %d, step %d", out, run.epoch, run.step)
+            if recipe.g_train == "added" and getattr(args, "finetune", None):  # the same weights stay frozen
+                freeze_as_in(run, load_source(args.finetune))
         # Fresh optimisers for trained networks: measure their moments first (not for a D from zero,
         # whose first gradients say nothing yet).
         if state is not None and (weights_only or state.get("opt_g") is None) and state.get("D") is not None:

@@ -88,7 +88,7 @@ class TrainingLoop:
         t_mark = t_saved = t_rate = time.time()
         images_since = 0
         stop = self.should_stop(0.0)
-        if a.eval_every and s.step == 0 and getattr(a, "finetune", None):
+        if a.eval_every and s.step == 0 and getattr(a, "finetune", None) and not getattr(a, "no_start_eval", False):
             self.evaluate_and_keep_best(start=True)  # where the fine-tune starts: the curve's first point
             t_mark = t_saved = t_rate = time.time()
         evaluated_at = s.step

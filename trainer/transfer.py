@@ -14,6 +14,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import torch
+
 from trainer.checkpoint import CheckpointError
 from trainer.compact import load_state
 from trainer.config import Recipe, get_recipe
@@ -64,6 +66,29 @@ def finetune_recipe(source: dict, recipe_name: str | None, given: set[str]) -> R
     return dataclasses.replace(recipe, **keep)
 
 
+def train_only_added(g, source: dict, key) -> None:
+    """Freeze every weight G had in the source: tensors the transfer made new (a conditional norm's
+    per-class gain and bias) learn whole; a widened one (the first layer with its class channels)
+    learns only its new part, the source's part getting a zero gradient (with Adam, a zero gradient
+    moves nothing). BatchNorm statistics still follow the batches, as in any training step."""
+    for name, p in g.named_parameters():
+        src = source.get(key(name))
+        if src is None or src.shape != p.shape and src.dim() != p.dim():
+            continue  # new, or per-class from a per-channel tensor: learns whole
+        if src.shape == p.shape:
+            p.requires_grad_(False)
+            continue
+        axis = next(i for i in range(p.dim()) if p.shape[i] != src.shape[i])
+        mask = torch.ones_like(p)
+        mask.narrow(axis, 0, src.shape[axis]).zero_()
+        p.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def freeze_as_in(run, source: dict) -> None:
+    """A resumed g_train='added' run freezes what its start froze."""
+    train_only_added(run.g, source["G"], getattr(run.g, "unconditional_key", None) or (lambda k: k))
+
+
 def start_from(run, source: dict) -> str:
     """Load the source's networks into the run (a trainer.run_state.RunState); returns what was done,
     for the log. Counters, optimisers and random streams start anew."""
@@ -71,6 +96,13 @@ def start_from(run, source: dict) -> str:
     key = getattr(run.g, "unconditional_key", None) if widen else None
     key = key or (lambda k: k)
     changed = adopt_weights(run.g, source["G"], key)
+    if run.r.g_train == "added":
+        if not widen:
+            raise CheckpointError("g_train='added' trains only the class inputs a fine-tune adds; this source "
+                                  "and recipe add none (use --g-train all)")
+        train_only_added(run.g, source["G"], key)
+    elif run.r.g_train != "all":
+        raise CheckpointError(f"g_train must be all or added, got {run.r.g_train!r}")
     if run.ema:
         adopt_weights(run.ema.module, source["EMA"] or source["G"], key)
     if source.get("D") is not None:
@@ -78,5 +110,5 @@ def start_from(run, source: dict) -> str:
     else:
         d_changed = ["all (initialised)"]
     what = "G" + (f" with {len(run.class_names)} class inputs added at weight zero ({', '.join(changed)})"
-                  if widen else "")
+                  if widen else "") + ("; only the class inputs learn" if run.r.g_train == "added" else "")
     return f"{what}; D: {'source' if not d_changed else ', '.join(d_changed)}"
