@@ -8,7 +8,7 @@ examples:
   python -m demo.generate --morph 3,7,11 --frames 30 --out morph.gif
   python -m demo.generate --model edge-w64 --psi 0.7 --batch-size 256
   python -m demo.generate --seeds 42 --edit hair_blonde=1.5,brightness=-1 --out blonde.png
-  python -m demo.generate --model cgan-w64 --class blonde --seeds 42 --out blonde.png
+  python -m demo.generate --model cgan --class blonde --seeds 42 --out blonde.png
   python -m demo.generate --list-models
 """
 from __future__ import annotations
