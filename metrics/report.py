@@ -96,8 +96,7 @@ def _per_class(c: Context) -> dict:
     from core.attributes import CLASS_SETS
 
     measure = CLASS_SETS["hair"]
-    ref_images, _ = load_images(c.data, c.ref["names"])
-    ref_labels, names = measure(ref_images)
+    ref_labels, names = reference_classes(c.data, c.ref["names"])
     if list(names) != list(c.classes):
         return {"per_class": {"note": f"the model's classes are not class set 'hair': {', '.join(c.classes)}"}}
     rows, hits, total, per_class_n = {}, 0, 0, c.per_class_n
@@ -116,6 +115,13 @@ def _per_class(c: Context) -> dict:
                           "note": f"{per_class_n} faces per class (seeds 0-{per_class_n - 1}) against the reference "
                                   f"images of that class; FID over a few hundred real images is biased upward, "
                                   f"compare classes with each other, not with FID-5k"}}
+
+
+def reference_classes(data: Path, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The hair class of each reference image (class set 'hair', measured on the images)."""
+    from core.attributes import CLASS_SETS
+
+    return CLASS_SETS["hair"](load_images(data, names)[0])
 
 
 def real_floor(c: Context) -> dict:
@@ -171,7 +177,7 @@ def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 500
     measured, names = measure(gen)
     if list(names) != list(classes):
         return out
-    ref_labels, _ = measure(load_images(data, ref["names"])[0])
+    ref_labels, _ = reference_classes(data, ref["names"])
     out["class_accuracy"] = float((measured == asked).mean())
     out["per_class"] = {}
     for k, name in enumerate(classes):

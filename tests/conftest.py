@@ -2,6 +2,7 @@
 real data needed). Everything the suite writes lives in one temporary folder, removed at the end."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -29,6 +30,10 @@ os.environ.pop("ANIME_GAN_MODEL", None)
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SCRATCH, ignore_errors=True)
+
+
+# Also when this module is imported outside pytest (a script importing a test's helpers).
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 
 def fresh_cache(path: Path) -> Path:
