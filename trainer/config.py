@@ -177,12 +177,12 @@ RECIPES: dict[str, Recipe] = {
                     "Generator.pth): cgan-best's class inputs, three pairs and spectral-norm hinge D; the class "
                     "enters G with weight zero (at step 0 G is the source for every class) and only those class "
                     "weights learn (G's own weights stay as trained; Adam 2e-3), D starts from zero (Adam 4e-4, "
-                    "betas (0, 0.9)) and trains alone for its first 19.2k images (150 steps), EMA half-life 20k "
-                    "images without the ramp.",
+                    "betas (0, 0.9)) and trains alone for its first 19.2k images (150 steps), EMA half-life 5k "
+                    "images without the ramp (only the class weights move, so a longer one only delays them).",
         source="Seed report section 3.2 and Reed et al. 2016 (three pairs); Wang et al. 2018 (Transferring GANs); "
                "Mo et al. 2020 (freezing parts of a pretrained GAN); Miyato et al. 2018; Karras et al. 2020",
         classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=2e-3, lr_d=4e-4, beta1=0.0,
-        beta2=0.9, ema_kimg=20.0, ema_rampup=0.0, d_warmup_kimg=19.2, g_train="added", batch_size=128,
+        beta2=0.9, ema_kimg=5.0, ema_rampup=0.0, d_warmup_kimg=19.2, g_train="added", batch_size=128,
     ),
 }
 
