@@ -116,3 +116,70 @@ def test_finetune_refusals(tmp_path, blobs):
                  "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert main(["--finetune", str(tmp_path / "nothing"), "--data", str(blobs), "--out", str(tmp_path / "c")]) == 2
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "checkpoint.pt").exists()
+
+
+def test_class_norms_added_to_a_conditional_run_start_as_it_for_every_class(tmp_path, blobs):
+    """cgan-transfer-cbn continues a cgan-transfer run (G, D, EMA) with a per-class gain and bias in
+    every BatchNorm of G, starting at the trained norm's: at step 0 it draws each class as the run
+    did; then only the new norms learn (the run's G weights and its class inputs stay), the trained
+    D needs no warm-up, and export's BatchNorm folding keeps the per-class affine."""
+    from trainer.networks import fold_batchnorm
+
+    first = tmp_path / "first"
+    assert main(["--finetune", str(_unconditional_run(tmp_path, blobs)), "--recipe", "cgan-transfer",
+                 "--data", str(blobs), "--out", str(first), "--max-steps", "2", "--d-warmup-kimg", "0",
+                 "--d-width", "8", "--batch-size", "16", "--quiet"]) == 0
+    src_g, _ = load_generator(first / "Generator.pth")
+    z, n = torch.randn(8, src_g.z_dim), len(HAIR_CLASSES)
+    with torch.no_grad():
+        want = [src_g(z, torch.full((8,), k)) for k in range(n)]
+    start = tmp_path / "start"  # all steps on D alone: G is still the source
+    assert main(["--finetune", str(first), "--recipe", "cgan-transfer-cbn", "--data", str(blobs), "--out", str(start),
+                 "--max-steps", "1", "--d-warmup-kimg", "1", "--d-width", "8", "--batch-size", "16", "--quiet"]) == 0
+    g0, card0 = load_generator(start / "Generator.pth")
+    assert card0["arch"]["class_norm"] is True and card0["recipe"]["g_class_norm"] is True
+    with torch.no_grad():
+        for k in range(n):
+            got = g0(z, torch.full((8,), k))
+            assert torch.allclose(got, want[k], atol=2e-5), f"class {k} differs by {(got - want[k]).abs().max():.2e}"
+    more = tmp_path / "more"
+    assert main(["--finetune", str(first), "--recipe", "cgan-transfer-cbn", "--data", str(blobs), "--out", str(more),
+                 "--max-steps", "3", "--d-width", "8", "--batch-size", "16", "--quiet"]) == 0
+    card = json.loads((more / "generator.json").read_text())
+    assert card["recipe"]["d_warmup_kimg"] == 0  # D came trained
+    src_sd = torch.load(first / "checkpoint.pt", weights_only=True)
+    new_sd = torch.load(more / "checkpoint.pt", weights_only=True)
+    for k, v in src_sd["G"].items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")) and k in new_sd["G"]:
+            assert torch.equal(new_sd["G"][k], v), k  # the run's own weights, its class inputs included
+    gains = [k for k in new_sd["G"] if k.endswith("affine.gain")]
+    assert len(gains) == 4 and any(not torch.all(new_sd["G"][k] == 1) for k in gains)  # the new norms learnt
+    assert not torch.equal(new_sd["D"]["net.0.parametrizations.weight.original"],
+                           src_sd["D"]["net.0.parametrizations.weight.original"])  # D went on from the run's
+    g1, _ = load_generator(more / "Generator.pth")
+    y = torch.arange(8) % n
+    with torch.no_grad():
+        want = g1.eval()(z, y)
+        assert torch.allclose(fold_batchnorm(g1)(z, y), want, atol=2e-5)
+    # Export folds the statistics, keeps the per-class affine, and passes its parity gate for every class.
+    import numpy as np
+    import onnxruntime as ort
+
+    from export.to_onnx import main as export
+
+    assert export(["--checkpoint", str(more), "--out", str(tmp_path / "g.onnx"), "--opset", "17"]) == 0
+    sess = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"z": z.numpy(), "class": y.numpy().astype(np.int64)})[0]
+    assert np.abs(got - want.numpy()).max() < 1e-4
+
+
+def _unconditional_run(tmp_path, blobs):
+    src = tmp_path / "src"
+    assert main(["--data", str(blobs), "--recipe", "best", "--out", str(src), "--max-steps", "2", *TINY]) == 0
+    return src / "Generator.pth"
+
+
+def test_class_norms_need_a_conditional_recipe(tmp_path, blobs):
+    assert main(["--data", str(blobs), "--recipe", "best", "--g-class-norm", "true", "--out", str(tmp_path / "a"),
+                 "--max-steps", "1", *TINY]) == 2
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()

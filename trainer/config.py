@@ -27,6 +27,7 @@ class Recipe:
     z_dim: int = 100
     g_width: int = 128          # dcgan: G channels 8w, 4w, 2w, w (w=128 is the seed's 1024-512-256-128); resnet: channels at 64 px
     g_norm: str = "batch"       # batch | none (resnet only)
+    g_class_norm: bool = False  # dcgan, conditional: the class in every BatchNorm too (resnet's conditional G always has it)
     d_width: int = 64           # dcgan: D channels w, 2w, 4w, 8w; resnet: channels at 32 px, doubling
     d_norm: str = "batch"       # dcgan: batch | layer | none | spectral; resnet: spectral | none
     attention: bool = False     # resnet: SAGAN self-attention at 32x32 in G and D
@@ -183,6 +184,18 @@ RECIPES: dict[str, Recipe] = {
                "Mo et al. 2020 (freezing parts of a pretrained GAN); Miyato et al. 2018; Karras et al. 2020",
         classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=2e-3, lr_d=4e-4, beta1=0.0,
         beta2=0.9, ema_kimg=5.0, ema_rampup=0.0, d_warmup_kimg=19.2, g_train="added", batch_size=128,
+    ),
+    "cgan-transfer-cbn": Recipe(
+        name="cgan-transfer-cbn",
+        description="cgan-transfer with the class in every BatchNorm of G too (a gain and a bias per class and "
+                    "channel, starting at the trained norm's, so at step 0 G is its source for every class): the class "
+                    "acts at every resolution, where cgan-transfer's one offset in the first layer plateaus. Meant to "
+                    "continue a cgan-transfer run (--finetune its folder: G, D and EMA; the trained D needs no warm-up); "
+                    "only the new per-class norms learn, at Adam 1e-3 (half cgan-transfer's: they scale whole layers).",
+        source="de Vries et al. 2017 (conditional BatchNorm); Miyato and Koyama 2018; the cgan-transfer sources",
+        classes="hair", mismatch=0.5, d_norm="spectral", loss="hinge", lr_g=1e-3, lr_d=4e-4, beta1=0.0,
+        beta2=0.9, ema_kimg=5.0, ema_rampup=0.0, d_warmup_kimg=19.2, g_train="added", batch_size=128,
+        g_class_norm=True,
     ),
 }
 

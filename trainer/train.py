@@ -14,6 +14,7 @@ trainer/run_files.py (the files a run writes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -67,6 +68,10 @@ def prepare(args: argparse.Namespace) -> tuple[Recipe, Path, dict | None, dict, 
         state = load_source(args.finetune)
         given = {f for f in G_FIELDS if getattr(args, f, None) is not None}
         recipe = recipe_from_args(args, finetune_recipe(state, args.recipe, given))
+        if state.get("D") is not None and recipe.d_warmup_kimg and getattr(args, "d_warmup_kimg", None) is None:
+            # The warm-up lets a D from zero learn before G follows it; a source's trained D needs none.
+            log.info("D comes trained from %s: no D warm-up (was %g kimg)", args.finetune, recipe.d_warmup_kimg)
+            recipe = dataclasses.replace(recipe, d_warmup_kimg=0.0)
         out = Path(args.out or f"runs/{recipe.name}-finetune")
     else:
         state = None

@@ -63,7 +63,17 @@ def finetune_recipe(source: dict, recipe_name: str | None, given: set[str]) -> R
     keep = {f: getattr(own, f) for f in G_FIELDS if f not in given}
     if source.get("classes") and not recipe.classes:
         raise CheckpointError("the source generator is conditional; fine-tune it with a conditional recipe")
+    if own.g_class_norm and "g_class_norm" not in given:  # its per-class norms fit no plain BatchNorm
+        keep["g_class_norm"] = True
     return dataclasses.replace(recipe, **keep)
+
+
+def source_key(g, source_g: dict):
+    """G's key -> the source's: the same key where the source has it, else the name the tensor has in
+    the network without the class inputs G adds (its `unconditional_key`). So one rule serves an
+    unconditional source and a conditional one that lacks only the class-conditional norms."""
+    plain = getattr(g, "unconditional_key", None) or (lambda k: k)
+    return lambda k: k if k in source_g else plain(k)
 
 
 def train_only_added(g, source: dict, key) -> None:
@@ -86,16 +96,15 @@ def train_only_added(g, source: dict, key) -> None:
 
 def freeze_as_in(run, source: dict) -> None:
     """A resumed g_train='added' run freezes what its start froze."""
-    train_only_added(run.g, source["G"], getattr(run.g, "unconditional_key", None) or (lambda k: k))
+    train_only_added(run.g, source["G"], source_key(run.g, source["G"]))
 
 
 def start_from(run, source: dict) -> str:
     """Load the source's networks into the run (a trainer.run_state.RunState); returns what was done,
     for the log. Counters, optimisers and random streams start anew."""
-    widen = run.n_classes and not source.get("classes")
-    key = getattr(run.g, "unconditional_key", None) if widen else None
-    key = key or (lambda k: k)
+    key = source_key(run.g, source["G"])
     changed = adopt_weights(run.g, source["G"], key)
+    widen = bool(changed)
     if run.r.g_train == "added":
         if not widen:
             raise CheckpointError("g_train='added' trains only the class inputs a fine-tune adds; this source "
@@ -109,6 +118,6 @@ def start_from(run, source: dict) -> str:
         d_changed = adopt_weights(run.d, source["D"], strict=False)
     else:
         d_changed = ["all (initialised)"]
-    what = "G" + (f" with {len(run.class_names)} class inputs added at weight zero ({', '.join(changed)})"
+    what = "G" + (f" with {len(run.class_names)} classes' inputs added, each starting as the source ({', '.join(changed)})"
                   if widen else "") + ("; only the class inputs learn" if run.r.g_train == "added" else "")
     return f"{what}; D: {'source' if not d_changed else ', '.join(d_changed)}"

@@ -36,6 +36,49 @@ class ClassInput(nn.Module):
         return self.eye[y.reshape(batch)]
 
 
+class ClassAffine(nn.Module):
+    """A gain and a bias per class, applied per channel (what remains of a conditional BatchNorm
+    once its statistics are folded into the convolution before it)."""
+
+    conditional = True
+
+    def __init__(self, gain: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.gain, self.bias = nn.Parameter(gain), nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        return x * (onehot @ self.gain)[:, :, None, None] + (onehot @ self.bias)[:, :, None, None]
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own affine, then a per-class gain (starting at 1) and bias (at 0).
+    Export folds `bn` into the convolution before it and keeps the ClassAffine (see `folded`)."""
+
+    conditional = True
+
+    def __init__(self, ch: int, n_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(ch, affine=False)
+        self.affine = ClassAffine(torch.ones(n_classes, ch), torch.zeros(n_classes, ch))
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        return self.affine(self.bn(x), onehot)
+
+    def folded(self) -> ClassAffine:
+        return self.affine
+
+
+def apply_norm(norm: nn.Module, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+    """A norm layer on x, with the class rows when it is a class-conditional one."""
+    return norm(x, onehot) if getattr(norm, "conditional", False) else norm(x)
+
+
+def conditional_key(key: str) -> str:
+    """The plain BatchNorm's name for a ConditionalBatchNorm's tensor (for adopt_weights): its
+    statistics and per-class affine come from the plain norm's statistics and affine."""
+    return key.replace(".bn.", ".").replace(".affine.gain", ".weight").replace(".affine.bias", ".bias")
+
+
 @torch.no_grad()
 def adopt_weights(net: nn.Module, source: dict[str, torch.Tensor], source_key: Callable[[str], str] = lambda k: k,
                   strict: bool = True) -> list[str]:
@@ -114,7 +157,7 @@ def init_dcgan(module: nn.Module) -> None:
     PyTorch's default initialisation, as in the seed report."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(weight_of(module), 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:  # not a conditional norm's
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -149,6 +192,9 @@ def fold_batchnorm(g: nn.Module) -> nn.Module:
                 if isinstance(module[i], convs) and isinstance(module[i + 1], nn.BatchNorm2d):
                     _fold_pair(module[i], module[i + 1])
                     module[i + 1] = nn.Identity()
+                elif isinstance(module[i], convs) and hasattr(module[i + 1], "folded"):
+                    _fold_pair(module[i], module[i + 1].bn)
+                    module[i + 1] = module[i + 1].folded()
         for conv_name, bn_name in getattr(module, "FOLD", ()):
             conv, bn = getattr(module, conv_name), getattr(module, bn_name)
             if isinstance(bn, nn.BatchNorm2d):

@@ -1,6 +1,9 @@
 """DCGAN generator and discriminator for 64x64 RGB images (Radford et al. 2015), optionally
 conditional on a class (Mirza and Osindero 2014: the class as a one-hot vector beside z in G, and
-as constant one-hot planes beside the image's channels in D)."""
+as constant one-hot planes beside the image's channels in D). A conditional G may also take the
+class in every BatchNorm (class_norm: a gain and a bias per class and channel, de Vries et al. 2017,
+Miyato and Koyama 2018), which gives the class a say at every resolution, not only in the first
+layer's input."""
 from __future__ import annotations
 
 import torch
@@ -10,6 +13,9 @@ from trainer.networks.common import (
     DISCRIMINATORS,
     GENERATORS,
     ClassInput,
+    ConditionalBatchNorm,
+    apply_norm,
+    conditional_key,
     init_dcgan,
     refuse,
     spectral_norm,
@@ -23,18 +29,24 @@ class Generator(nn.Module):
     ConvTranspose stack 4x4 -> 8 -> 16 -> 32 -> 64 with channels 8w, 4w, 2w, w, 3,
     BatchNorm + ReLU between layers and Tanh at the end. With width=128 this is exactly the seed
     report's 100->1024->512->256->128->3 generator, biases included. A conditional one takes
-    z_dim + n_classes input channels: z followed by the class's one-hot vector.
+    z_dim + n_classes input channels: z followed by the class's one-hot vector; with class_norm its
+    BatchNorms are ConditionalBatchNorms (same place in the stack, so the state_dict keys map onto a
+    plain one's by conditional_key and a fine-tune can start with every class's gain and bias at the
+    trained norm's).
     """
 
-    def __init__(self, z_dim: int = 100, width: int = 128, n_classes: int = 0):
+    def __init__(self, z_dim: int = 100, width: int = 128, n_classes: int = 0, class_norm: bool = False):
         super().__init__()
-        self.z_dim, self.width, self.n_classes = z_dim, width, n_classes
+        if class_norm and not n_classes:
+            raise ValueError("class_norm needs a conditional generator (n_classes > 0)")
+        self.z_dim, self.width, self.n_classes, self.class_norm = z_dim, width, n_classes, class_norm
         self.classes = ClassInput(n_classes)
         chans = [z_dim + n_classes, width * 8, width * 4, width * 2, width]
         layers: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
             stride, pad = (1, 0) if i == 0 else (2, 1)
-            layers += [nn.ConvTranspose2d(cin, cout, 4, stride, pad), nn.BatchNorm2d(cout), nn.ReLU(True)]
+            norm = ConditionalBatchNorm(cout, n_classes) if class_norm else nn.BatchNorm2d(cout)
+            layers += [nn.ConvTranspose2d(cin, cout, 4, stride, pad), norm, nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -48,24 +60,34 @@ class Generator(nn.Module):
             refuse("dcgan", "g_norm", r.g_norm)  # the DCGAN generator always uses BatchNorm
         if r.attention:
             refuse("dcgan", "attention", r.attention)
-        return cls(r.z_dim, r.g_width, n_classes)
+        if r.g_class_norm and not r.classes:
+            refuse("unconditional dcgan", "g_class_norm", r.g_class_norm)
+        return cls(r.z_dim, r.g_width, n_classes, class_norm=r.g_class_norm and n_classes > 0)
 
     @classmethod
     def from_arch(cls, arch: dict) -> "Generator":
-        return cls(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]), n_classes=int(arch.get("n_classes", 0)))
+        return cls(z_dim=int(arch["z_dim"]), width=int(arch["g_width"]), n_classes=int(arch.get("n_classes", 0)),
+                   class_norm=bool(arch.get("class_norm", False)))
 
     def arch(self) -> dict:
         return {"name": "dcgan", "z_dim": self.z_dim, "g_width": self.width,
-                **({"n_classes": self.n_classes} if self.n_classes else {})}
+                **({"n_classes": self.n_classes} if self.n_classes else {}),
+                **({"class_norm": True} if self.class_norm else {})}
+
+    unconditional_key = staticmethod(conditional_key)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # Reshape inside the module (with the channel count spelled out) so the exported graph takes
         # z as [batch, z_dim] and its output shape stays [batch, 3, 64, 64].
         z = z.reshape(-1, self.z_dim)
         onehot = self.classes(y, z.shape[0])
-        if onehot is not None:
-            z = torch.cat([z, onehot.to(z.dtype)], dim=1)
-        return self.net(z.reshape(-1, self.z_dim + self.n_classes, 1, 1))
+        if onehot is None:
+            return self.net(z.reshape(-1, self.z_dim, 1, 1))
+        onehot = onehot.to(z.dtype)
+        x = torch.cat([z, onehot], dim=1).reshape(-1, self.z_dim + self.n_classes, 1, 1)
+        for layer in self.net:
+            x = apply_norm(layer, x, onehot)
+        return x
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

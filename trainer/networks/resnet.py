@@ -22,7 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.networks.common import DISCRIMINATORS, GENERATORS, ClassInput, refuse, spectral_norm
+from trainer.networks.common import (
+    DISCRIMINATORS,
+    GENERATORS,
+    ClassInput,
+    ConditionalBatchNorm,
+    apply_norm,
+    conditional_key,
+    refuse,
+    spectral_norm,
+)
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -46,46 +55,10 @@ def _zero(conv: nn.Module) -> None:
     nn.init.zeros_(conv.bias)
 
 
-class ClassAffine(nn.Module):
-    """A gain and a bias per class, applied per channel (what remains of a conditional BatchNorm
-    once its statistics are folded into the convolution before it)."""
-
-    conditional = True
-
-    def __init__(self, gain: torch.Tensor, bias: torch.Tensor):
-        super().__init__()
-        self.gain, self.bias = nn.Parameter(gain), nn.Parameter(bias)
-
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        return x * (onehot @ self.gain)[:, :, None, None] + (onehot @ self.bias)[:, :, None, None]
-
-
-class ConditionalBatchNorm(nn.Module):
-    """BatchNorm without its own affine, then a per-class gain (starting at 1) and bias (at 0).
-    Export folds `bn` into the convolution before it and keeps the ClassAffine (see `folded`)."""
-
-    conditional = True
-
-    def __init__(self, ch: int, n_classes: int):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(ch, affine=False)
-        self.affine = ClassAffine(torch.ones(n_classes, ch), torch.zeros(n_classes, ch))
-
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        return self.affine(self.bn(x), onehot)
-
-    def folded(self) -> ClassAffine:
-        return self.affine
-
-
 def _norm(ch: int, kind: str, n_classes: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     return ConditionalBatchNorm(ch, n_classes) if n_classes else nn.BatchNorm2d(ch)
-
-
-def _apply(norm: nn.Module, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
-    return norm(x, onehot) if getattr(norm, "conditional", False) else norm(x)
 
 
 class SelfAttention(nn.Module):
@@ -126,8 +99,8 @@ class UpBlock(nn.Module):
             _he(self.skip, 0.0)  # its sum goes through a ReLU: He's ReLU gain keeps the scale
 
     def forward(self, x: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.relu(_apply(self.bn1, self.conv1(_up(x)), onehot))
-        return F.relu(_apply(self.bn2, self.conv2(h), onehot) + _up(self.skip(x)))
+        h = F.relu(apply_norm(self.bn1, self.conv1(_up(x)), onehot))
+        return F.relu(apply_norm(self.bn2, self.conv2(h), onehot) + _up(self.skip(x)))
 
 
 @GENERATORS.register("resnet")
@@ -169,8 +142,7 @@ class Generator(nn.Module):
         """The unconditional generator's name for a conditional one's tensor (for adopt_weights): the
         stem is named apart, and a conditional BatchNorm's statistics and per-class affine come from
         the plain BatchNorm's statistics and affine."""
-        key = key.replace("stem_conv.", "stem.0.").replace("stem_bn.", "stem.1.")
-        return key.replace(".bn.", ".").replace(".affine.gain", ".weight").replace(".affine.bias", ".bias")
+        return conditional_key(key.replace("stem_conv.", "stem.0.").replace("stem_bn.", "stem.1."))
 
     @classmethod
     def from_arch(cls, arch: dict) -> "Generator":
@@ -189,7 +161,7 @@ class Generator(nn.Module):
         if onehot is None:
             x = self.stem(z)
         else:
-            x = F.relu(_apply(self.stem_bn, self.stem_conv(z), onehot.to(z.dtype)))
+            x = F.relu(apply_norm(self.stem_bn, self.stem_conv(z), onehot.to(z.dtype)))
             onehot = onehot.to(z.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, onehot)
