@@ -7,6 +7,7 @@ README's comparison table from every card and report under docs/models/.
     python -m scripts.model_card figure         # docs/models/comparison.png: every model's seeds 0-63
     python -m scripts.model_card figure --picture losses.png --out docs/models/losses.png
     python -m scripts.model_card curve --run runs/cgan-transfer --out docs/models/cgan-transfer/evals.png
+    python -m scripts.model_card tradeoff docs/models/cgan-transfer/*.csv --out docs/models/cgan-transfer/tradeoff.png
 
 A card holds what the app's About tab and the README show: recipe, architecture and size, training
 (epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
@@ -19,7 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.files import atomic_write_text, sha256_file
+from core.errors import UserError, command, require
+from core.files import atomic_write, atomic_write_text, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,17 +136,12 @@ def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" /
 def curve(evals_csv: Path, out: Path) -> None:
     """A run's evals.csv as a picture: FID-5k against images seen and, for a conditional run, the
     class accuracy beside it (the trade-off over the run)."""
-    import csv
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(evals_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise SystemExit(f"error: {evals_csv} has no evaluations")
+    rows = _rows(evals_csv)
     kimg = [int(r["images_seen"]) / 1000 for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     ax.plot(kimg, [float(r["fid"]) for r in rows], "o-", color="tab:blue", label="FID-5k")
@@ -158,11 +155,66 @@ def curve(evals_csv: Path, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(f"{evals_csv.parent.name}: evaluations during the run")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"), make_parents=True)  # no half picture
     plt.close(fig)
 
 
+def _rows(evals_csv: Path) -> list[dict]:
+    import csv
+
+    with open(evals_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "fid" not in rows[0]:
+        raise UserError(f"{evals_csv} has no evaluations (a run's evals.csv, written by --eval-every)")
+    return rows
+
+
+def tradeoff(evals_csvs: list[Path], out: Path, target_fid: float = 65.0, target_accuracy: float = 90.0) -> None:
+    """Conditional runs side by side as class accuracy against FID-5k, one line per evals.csv from
+    its first evaluation to its last, each point labelled with its step, the target region (accuracy
+    >= target_accuracy %, FID <= target_fid) shaded: whether any attempt reached it, and what each
+    point of accuracy cost in faces. Left the whole way, right the last 10 points below the target.
+    A file named evals.csv is named by its run's folder, any other by its own name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for path in evals_csvs:
+        rows = _rows(path)
+        if not rows[0].get("class_accuracy"):
+            raise UserError(f"{path} has no class accuracy (not a conditional run's evaluations)")
+        name = path.parent.name if path.stem == "evals" else path.stem
+        runs.append((name, [100 * float(r["class_accuracy"]) for r in rows], [float(r["fid"]) for r in rows],
+                     [r["step"] for r in rows]))
+    near = target_accuracy - 10
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
+    for k, ax in enumerate(axes):
+        for name, acc, fid, steps in runs:
+            line, = ax.plot(acc, fid, "o-", label=name)
+            for a, f, step in zip(acc, fid, steps):
+                if k == 1 and a >= near:  # step labels only where the points stand apart
+                    ax.annotate(step, (a, f), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                                color=line.get_color())
+        ax.fill_between([target_accuracy, 100], 0, target_fid, color="tab:green", alpha=0.15,
+                        label=f"target: >= {target_accuracy:g} %, FID <= {target_fid:g}")
+        ax.set_xlabel("class accuracy, % (higher is better)")
+        ax.grid(alpha=0.3)
+    close = [f for _, acc, fid, _ in runs for a, f in zip(acc, fid) if a >= near] or [target_fid]
+    every = [f for _, _, fid, _ in runs for f in fid]
+    axes[0].set(xlim=(0, 100), ylim=(min(every + [target_fid]) - 5, max(every) + 5),
+                ylabel="FID-5k (lower is better)", title="the whole way")
+    axes[1].set(xlim=(near, min(100, target_accuracy + 5)), ylim=(min(close + [target_fid]) - 5, max(close) + 5),
+                title="near the target (labels: steps)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Class accuracy against FID-5k during each run")
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"), make_parents=True)  # no half picture
+    plt.close(fig)
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -181,7 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("curve", help="a run's evals.csv as a picture (FID-5k and class accuracy over the run)")
     k.add_argument("--run", type=Path, required=True)
     k.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("tradeoff", help="conditional runs' evals.csv files as class accuracy against FID-5k")
+    t.add_argument("csvs", type=Path, nargs="+", help="evals.csv files, one line each (named by file name)")
+    t.add_argument("--target-fid", type=float, default=65.0)
+    t.add_argument("--target-accuracy", type=float, default=90.0, help="percent")
+    t.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    if a.cmd in ("curve", "tradeoff"):
+        require("drawing a run's evaluations", "matplotlib")
+    if a.cmd == "tradeoff":
+        tradeoff(a.csvs, a.out, a.target_fid, a.target_accuracy)
+        print(f"wrote {a.out}")
+        return 0
     if a.cmd == "curve":
         curve(a.run / "evals.csv", a.out)
         print(f"wrote {a.out}")

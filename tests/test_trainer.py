@@ -220,6 +220,28 @@ def test_eval_every_keeps_the_best_generator_by_fid(tmp_path, blobs, monkeypatch
     assert (tmp_path / "evals.png").stat().st_size > 10_000
 
 
+def test_tradeoff_draws_conditional_runs_and_refuses_unconditional_ones(tmp_path, capsys):
+    from scripts.model_card import main as model_card
+
+    head = "epoch,step,images_seen,seconds,fid,class_accuracy\n"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "evals.csv").write_text(head + "0,0,0,0,55.7,0.12\n1,179,22912,580,61.3,0.887\n")
+    (tmp_path / "variant.csv").write_text(head + "1,179,22912,700,67.5,0.899\n")
+    out = tmp_path / "figs" / "tradeoff.png"
+    assert model_card(["tradeoff", str(tmp_path / "run" / "evals.csv"), str(tmp_path / "variant.csv"),
+                       "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    (tmp_path / "plain.csv").write_text("epoch,step,images_seen,seconds,fid\n1,10,640,5,80.0\n")
+    (tmp_path / "empty.csv").write_text(head)
+    bad = tmp_path / "bad.png"
+    for csv_file, message in [("plain.csv", "has no class accuracy"), ("empty.csv", "has no evaluations"),
+                              ("missing.csv", "No such file")]:
+        assert model_card(["tradeoff", str(tmp_path / csv_file), "--out", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not bad.exists() and not list(tmp_path.glob("*.tmp"))
+
+
 def test_max_minutes_stops_the_run(tmp_path, blobs):
     out = tmp_path / "mm"
     assert main(["--data", str(blobs), "--recipe", "seed-dcgan", "--out", str(out), "--max-minutes", "0.0001",
