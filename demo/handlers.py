@@ -211,7 +211,9 @@ class Handlers:
             f"- Architecture: {arch.get('name', '?')} generator, {params} parameters, z_dim {c['z_dim']}",
             f"- Training: {c['epochs']} epochs, {c['steps']} steps, {c['train_seconds']} s on {c['hardware']}",
             f"- {fid_line}",
-            f"- Classes: {', '.join(c['classes']) if c['classes'] else 'none (unconditional)'}",
+            f"- Classes: {', '.join(c['classes']) if c['classes'] else 'none (unconditional)'}"
+            + (f" at class strength {c['class_strength']:g} (the class's weights scaled after training)"
+               if "class_strength" in c else ""),
             f"- Latent rule: {c['latent_rule']}",
             f"- File: `{c['file']}`, sha256 `{c['sha256']}`",
             f"- Provider in use: **{c['provider']}**{note}",

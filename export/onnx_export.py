@@ -181,6 +181,8 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
         "g_parameters": str(parameters), "classes": json.dumps(list(card.get("classes") or [])),
         "class_counts": json.dumps(list(card.get("class_counts") or [])),  # what "any class" draws from
     }
+    if "class_strength" in card:  # trainer.class_strength: the class's weights scaled after training
+        meta["class_strength"] = str(card["class_strength"])
     if fid:
         meta["fid"] = json.dumps({k: fid[k] for k in ("fid", "protocol", "floor") if k in fid})
     return meta

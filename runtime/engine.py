@@ -269,4 +269,5 @@ class Engine:
                 "epochs": m.get("epochs", "?"), "steps": m.get("steps", "?"),
                 "train_seconds": m.get("train_seconds", "?"), "hardware": m.get("hardware", "?"),
                 "variant": m.get("variant", "?"), "fid": _json(m, "fid"), "model_card": m.get("model_card", ""),
-                "latent_rule": self.latent_rule, "dataset": _json(m, "dataset"), "classes": self.classes}
+                "latent_rule": self.latent_rule, "dataset": _json(m, "dataset"), "classes": self.classes,
+                **({"class_strength": float(m["class_strength"])} if "class_strength" in m else {})}

@@ -63,6 +63,7 @@ def make_card(run: Path, build: Path, variant: str, label: str, notes: str, ship
         "arch": info["arch"], "g_parameters": info.get("g_parameters"),
         "classes": info.get("classes") or [], "class_counts": info.get("class_counts") or [],  # the browser page reads them
         "recipe": info["recipe"], "weights": info.get("weights"),
+        **({"class_strength": info["class_strength"]} if "class_strength" in info else {}),
         "training": {k: info.get(k) for k in ("epochs", "steps", "seconds", "hardware", "speed", "torch", "seed")},
         "dataset": {k: v for k, v in info.get("dataset", {}).items() if k != "path"}
                    | {"name": Path(str(info.get("dataset", {}).get("path", ""))).name},

@@ -76,6 +76,19 @@ class Generator(nn.Module):
 
     unconditional_key = staticmethod(conditional_key)
 
+    def strengthen_class(self, strength: float) -> None:
+        """Multiply the class's weights in the first layer by `strength`: each class's shift of the
+        first layer's features grows by that factor while z's part stays, as if the one-hot input
+        were `strength` instead of 1 (the guidance scale of Ho and Salimans 2022, on the one input
+        that carries the class). Above 1 it buys class accuracy with some FID; 1 changes nothing.
+        Only where that input is the class's one way in: with class_norm the class is in every
+        BatchNorm as well, where a scaled gain is no stronger class but a louder feature map."""
+        if not self.n_classes or self.class_norm:
+            raise ValueError("a class strength needs a conditional DCGAN generator whose class enters only "
+                             "through the first layer (no class norms)")
+        with torch.no_grad():
+            self.net[0].weight[self.z_dim:].mul_(strength)  # ConvTranspose2d weight: [in, out, k, k]
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # Reshape inside the module (with the channel count spelled out) so the exported graph takes
         # z as [batch, z_dim] and its output shape stays [batch, 3, 64, 64].
