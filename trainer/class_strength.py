@@ -34,12 +34,13 @@ def strengthen(run: Path, strength: float, out: Path) -> dict:
     """Write `out` (Generator.pth, generator.json, losses.png) from `run` at `strength`; returns
     the new generator.json."""
     from trainer.checkpoint import save_json, save_torch
-    from trainer.generator_io import load_generator
+    from trainer.generator_io import find_checkpoint, load_generator
 
     if not 0 < strength <= 10:
         raise UserError(f"--strength must be in (0, 10], got {strength:g}")
     if out.exists():
         raise UserError(f"{out} exists; choose a new folder (a run folder is never overwritten)")
+    run = find_checkpoint(run).parent  # a run folder or its Generator.pth, as export takes them
     g, info = load_generator(run)
     if not callable(getattr(g, "strengthen_class", None)):
         raise UserError(f"{run}: a {info['arch'].get('name', 'dcgan')} generator takes no class strength "
@@ -66,8 +67,7 @@ def strengthen(run: Path, strength: float, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     require("changing a class strength", "torch")
-    run = a.run.parent if a.run.name == "Generator.pth" else a.run
-    info = strengthen(run, a.strength, a.out)
+    info = strengthen(a.run, a.strength, a.out)
     print(f"wrote {a.out} (class strength {info['class_strength']:g}): export it with "
           f"python -m export.to_onnx --checkpoint {a.out}")
     return 0
