@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from core.errors import UserError, command, require
-from core.files import atomic_write, atomic_write_text, sha256_file
+from core.figures import pyplot, save_figure
+from core.files import atomic_write_text, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,10 +138,7 @@ def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" /
 def curve(evals_csv: Path, out: Path) -> None:
     """A run's evals.csv as a picture: FID-5k against images seen and, for a conditional run, the
     class accuracy beside it (the trade-off over the run)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = _rows(evals_csv)
     kimg = [int(r["images_seen"]) / 1000 for r in rows]
@@ -156,8 +154,7 @@ def curve(evals_csv: Path, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(f"{evals_csv.parent.name}: evaluations during the run")
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"), make_parents=True)  # no half picture
-    plt.close(fig)
+    save_figure(fig, out, make_parents=True)
 
 
 def _rows(evals_csv: Path) -> list[dict]:
@@ -176,10 +173,7 @@ def tradeoff(evals_csvs: list[Path], out: Path, target_fid: float = 65.0, target
     >= target_accuracy %, FID <= target_fid) shaded: whether any attempt reached it, and what each
     point of accuracy cost in faces. Left the whole way, right the last 10 points below the target.
     A file named evals.csv is named by its run's folder, any other by its own name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = []
     for path in evals_csvs:
@@ -211,8 +205,7 @@ def tradeoff(evals_csvs: list[Path], out: Path, target_fid: float = 65.0, target
     axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle("Class accuracy against FID-5k during each run")
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"), make_parents=True)  # no half picture
-    plt.close(fig)
+    save_figure(fig, out, make_parents=True)
 
 
 @command

@@ -120,6 +120,23 @@ def test_atomic_write_leaves_old_file_or_new_and_unique_temporaries(tmp_path):
     assert not errors and len(data) == 1000 and len(set(data)) == 1  # whole files only, no shared temporaries
 
 
+
+def test_save_figure_writes_a_whole_png_and_closes_the_figure_even_when_it_fails(tmp_path):
+    pytest.importorskip("matplotlib")
+    from core.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    out = save_figure(fig, tmp_path / "new" / "curve.png", make_parents=True)
+    assert Image.open(out).format == "PNG" and Image.open(out).size == (200, 100)
+    assert fig.number not in plt.get_fignums()
+    bad = plt.figure()
+    with pytest.raises(UserError, match="is a folder"):
+        save_figure(bad, tmp_path / "new")
+    assert bad.number not in plt.get_fignums()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["curve.png"]  # no temporaries left
+
 def _umask():
     m = os.umask(0)
     os.umask(m)

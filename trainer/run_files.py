@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from core.files import atomic_write
+from core.figures import pyplot, save_figure
 from core.images import make_grid, save_png, to_uint8
 from core.seeds import LATENT_RULE
 from core.system import cpu_name
@@ -127,10 +127,7 @@ class LossLog:
     def plot(self, path: Path, title: str) -> None:
         if not self.history:
             return
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         steps = [h["step"] for h in self.history]
         fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
         ax.plot(steps, [h["loss_d"] for h in self.history], label="D loss", lw=0.8)
@@ -141,8 +138,7 @@ class LossLog:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 @torch.no_grad()
