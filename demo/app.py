@@ -63,9 +63,12 @@ class UI:
                        concurrency_limit=GROUPS[e.group], **{**extra, **api})
 
     def class_menu(self, tab: str) -> gr.Dropdown:
-        """The class menu of a tab: shown only when the chosen model has classes."""
+        """The class menu of a tab: shown only when the chosen model has classes. Hidden under an
+        unconditional model it still lists every shipped class: gradio_client's API page is drawn
+        from these first choices, and a caller of /face with model "cgan" needs its classes there."""
         classes = self.h.classes(self.model.value)
-        menu = Dropdown([ANY_CLASS, *classes], value=ANY_CLASS, label="Class (hair colour)", visible=bool(classes),
+        choices = classes or self.h.models.card_classes()
+        menu = Dropdown([ANY_CLASS, *choices], value=ANY_CLASS, label="Class (hair colour)", visible=bool(classes),
                         elem_id=f"class-{tab}")
         self.class_menus.append(menu)
         return menu

@@ -64,6 +64,17 @@ class Registry:
         self.entries[str(path)] = Entry(str(path), path, _read_card(path))
         return str(path)
 
+    def card_classes(self) -> list[str]:
+        """Every class name the menu's cards list, in menu order and once each, without loading a model
+        (a card's classes are its model's, written by the export)."""
+        seen: dict[str, None] = {}
+        for name in self.names():
+            entry = self.entries.get(name)
+            classes = entry.card.get("classes") if entry else None
+            if isinstance(classes, list):
+                seen.update((str(c), None) for c in classes)
+        return list(seen)
+
     def names(self) -> list[str]:
         """Menu order: the default first, then the others by name."""
         return [self.default] + [n for n in self.entries if n != self.default]

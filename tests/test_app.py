@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_CLASSES
 
 
 def test_endpoints_are_named_and_take_the_model_then_the_class_last(served):
@@ -18,6 +18,8 @@ def test_endpoints_are_named_and_take_the_model_then_the_class_last(served):
         *_, model, face_class = api[name]["parameters"]
         assert model["parameter_name"] == "model" and model["parameter_has_default"], name
         assert face_class["parameter_name"] == "face_class" and face_class["parameter_has_default"], name
+        # The default is unconditional, yet the API page lists the conditional model's classes.
+        assert face_class["type"]["enum"] == ["any", *TINY_CLASSES], name
     for name in ("/steer", "/strip"):
         assert api[name]["parameters"][-1]["parameter_name"] == "model"
 
