@@ -120,7 +120,6 @@ def test_atomic_write_leaves_old_file_or_new_and_unique_temporaries(tmp_path):
     assert not errors and len(data) == 1000 and len(set(data)) == 1  # whole files only, no shared temporaries
 
 
-
 def test_save_figure_writes_a_whole_png_and_closes_the_figure_even_when_it_fails(tmp_path):
     pytest.importorskip("matplotlib")
     from core.figures import pyplot, save_figure
@@ -136,6 +135,7 @@ def test_save_figure_writes_a_whole_png_and_closes_the_figure_even_when_it_fails
         save_figure(bad, tmp_path / "new")
     assert bad.number not in plt.get_fignums()
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["curve.png"]  # no temporaries left
+
 
 def _umask():
     m = os.umask(0)
