@@ -27,6 +27,7 @@ SEED_RANGES = {
     "BatchNorm recalibration": range(1_000_000, 1_000_000 + 64 * 256),
     "steering: fitting the directions": range(2_000_000, 2_100_000),   # --samples up to 100,000
     "steering: measuring their effects": range(3_000_000, 3_000_256),
+    "distillation: ranking the teacher's channels": range(4_000_000, 4_004_096),
 }
 
 

@@ -105,24 +105,25 @@ class LossLog:
     """losses.csv, one row every --log-every steps; a resumed run drops rows logged after its
     checkpoint (a kill -9 may leave some)."""
 
-    def __init__(self, path: Path, up_to_step: int):
-        self.path = path
+    def __init__(self, path: Path, up_to_step: int, fields: list[str] = LOSS_FIELDS,
+                 curves: tuple[tuple[str, str], ...] = (("loss_d", "D loss"), ("loss_g", "G loss"))):
+        self.path, self.fields, self.curves = path, fields, curves
         rows = []
         if path.exists():
             with open(path, newline="") as f:
                 rows = [row for row in csv.DictReader(f) if int(row["step"]) <= up_to_step]
         # Logs from before a column existed read it as NaN (and write it empty).
-        self.history = [{k: float(v) if v not in (None, "") else math.nan for k, v in row.items() if k in LOSS_FIELDS}
+        self.history = [{k: float(v) if v not in (None, "") else math.nan for k, v in row.items() if k in fields}
                         for row in rows]
         with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOSS_FIELDS, restval="", extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def append(self, row: dict) -> None:
         self.history.append(row)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=LOSS_FIELDS).writerow(row)
+            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
 
     def plot(self, path: Path, title: str) -> None:
         if not self.history:
@@ -130,8 +131,8 @@ class LossLog:
         plt = pyplot()
         steps = [h["step"] for h in self.history]
         fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-        ax.plot(steps, [h["loss_d"] for h in self.history], label="D loss", lw=0.8)
-        ax.plot(steps, [h["loss_g"] for h in self.history], label="G loss", lw=0.8)
+        for key, label in self.curves:
+            ax.plot(steps, [h[key] for h in self.history], label=label, lw=0.8)
         ax.set_xlabel("generator step")
         ax.set_ylabel("loss")
         ax.set_title(f"{title}: losses")

@@ -1,0 +1,100 @@
+"""Distillation into a narrower generator: the pruned start keeps the teacher's live channels, a
+resumed run continues exactly, the command writes a run folder export takes, and bad teachers are
+one-line errors."""
+import json
+
+import pytest
+import torch
+
+from core.errors import UserError
+from trainer.distill import Distillation, Settings, features, main, pruned_student
+from trainer.networks.dcgan import Generator
+
+
+def test_a_pruned_student_is_the_teacher_when_the_dropped_channels_are_dead():
+    """Half of every hidden layer's channels silenced (BatchNorm gain and bias 0: ReLU gives 0): the
+    ranking keeps exactly the live half and, with batch statistics as in training, the student then
+    computes the teacher's images and its kept features."""
+    torch.manual_seed(0)
+    teacher = Generator(z_dim=16, width=8)
+    dead = []
+    with torch.no_grad():
+        for bn in (m for m in teacher.net if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.bias.fill_(0.5)  # every live channel surely active, whatever the random weights
+            idx = torch.randperm(bn.num_features)[: bn.num_features // 2]
+            bn.weight[idx], bn.bias[idx] = 0.0, 0.0
+            dead.append(set(idx.tolist()))
+    student, kept = pruned_student(teacher.eval(), width=4, probe_n=64)
+    assert [len(k) for k in kept] == [32, 16, 8, 4]
+    for k, d in zip(kept, dead):
+        assert not set(k.tolist()) & d  # only live channels kept
+        assert torch.equal(k, torch.sort(k).values)
+    teacher.train()
+    student.train()
+    z = torch.randn(32, 16)
+    with torch.no_grad():
+        *t_feats, t_img = features(teacher.net, z)
+        *s_feats, s_img = features(student.net, z)
+    assert s_img.shape == t_img.shape == (32, 3, 64, 64)
+    assert torch.allclose(s_img, t_img, atol=1e-4), (s_img - t_img).abs().max()
+    for s, t, k in zip(s_feats, t_feats, kept):
+        assert torch.allclose(s, t[:, k], atol=1e-4)
+
+
+def test_pruning_refuses_what_it_cannot_prune():
+    with pytest.raises(UserError, match="smaller width"):
+        pruned_student(Generator(z_dim=16, width=8), width=8, probe_n=8)
+    with pytest.raises(UserError, match="unconditional DCGAN"):
+        pruned_student(Generator(z_dim=16, width=8, n_classes=3), width=4, probe_n=8)
+
+
+def test_a_resumed_distillation_continues_exactly(tiny_run):
+    """Two steps, checkpoint, a new run from it, two more: the same weights as four in one go
+    (training latents, optimiser moments and counters all come back)."""
+    cfg = Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8)
+    straight = Distillation(cfg, torch.device("cpu"))
+    for _ in range(4):
+        straight.train_step()
+    first = Distillation(cfg, torch.device("cpu"))
+    for _ in range(2):
+        first.train_step()
+    state = first.state_dict()
+    second = Distillation(cfg, torch.device("cpu"))
+    second.load_state_dict(state)
+    losses = [second.train_step() for _ in range(2)]
+    assert (second.step, second.images_seen) == (4, 32)
+    assert all(v > 0 for row in losses for v in row.values())
+    for (name, a), b in zip(straight.student.state_dict().items(), second.student.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_the_command_writes_a_run_that_exports(tiny_run, tmp_path, capsys):
+    out = tmp_path / "student"
+    assert main(["--teacher", str(tiny_run), "--g-width", "4", "--out", str(out), "--kimg", "0.4",
+                 "--batch-size", "8", "--lr", "3e-3"]) == 0
+    card = json.loads((out / "generator.json").read_text())
+    assert card["arch"] == {"name": "dcgan", "z_dim": 100, "g_width": 4}
+    assert card["recipe"]["name"] == "distill" and card["teacher"]["recipe"]["name"] == "seed-dcgan"
+    assert (card["steps"], card["images_seen"]) == (50, 400)
+    rows = (out / "losses.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["step", "images_seen", "loss_pixels", "loss_features"] and len(rows) == 2
+    assert (out / "losses.png").is_file() and (out / "samples" / "step_0000050.png").is_file()
+    # The student's Generator.pth is what export and evaluation read: it loads and draws faces.
+    from trainer.generator_io import load_generator
+
+    g, _ = load_generator(out)
+    with torch.no_grad():
+        img = g(torch.randn(2, 100))
+    assert img.shape == (2, 3, 64, 64) and float(img.std()) > 0
+    # A second start into the same folder is refused; --resume of a finished run changes nothing.
+    assert main(["--teacher", str(tiny_run), "--g-width", "4", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["--resume", str(out)]) == 0
+    assert json.loads((out / "generator.json").read_text())["steps"] == 50
+
+
+def test_the_command_needs_a_teacher_or_a_run(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "--teacher" in capsys.readouterr().err
