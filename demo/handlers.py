@@ -209,7 +209,8 @@ class Handlers:
             f"### Model card: {entry.label}",
             f"- Name: `{name}` ({c['variant']} export of recipe **{c['recipe']}**) — {c['description']}",
             f"- Architecture: {arch.get('name', '?')} generator, {params} parameters, z_dim {c['z_dim']}",
-            f"- Training: {c['epochs']} epochs, {c['steps']} steps, {c['train_seconds']} s on {c['hardware']}",
+            f"- Training: {c['epochs'] + ' epochs, ' if c['epochs'] else ''}{c['steps']} steps, "
+            f"{c['train_seconds']} s on {c['hardware']}",
             f"- {fid_line}",
             f"- Classes: {', '.join(c['classes']) if c['classes'] else 'none (unconditional)'}"
             + (f" at class strength {c['class_strength']:g} (the class's weights scaled after training)"

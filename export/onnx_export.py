@@ -171,7 +171,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
     meta = {
         "z_dim": str(card["arch"]["z_dim"]), "output_range": "-1,1", "output_layout": "NCHW RGB 64x64",
         "architecture": json.dumps(card["arch"]), "recipe": r.get("name", "unknown"),
-        "recipe_description": r.get("description", ""), "epochs": str(card.get("epochs", "")),
+        "recipe_description": r.get("description", ""), "epochs": str(card.get("epochs") if card.get("epochs") is not None else ""),  # none for a distillation
         "steps": str(card.get("steps", "")), "train_seconds": str(card.get("seconds", "")),
         "hardware": str(card.get("hardware", "")), "weights": str(card.get("weights", "")),
         "dataset": json.dumps({k: v for k, v in card.get("dataset", {}).items() if k != "path"}

@@ -93,7 +93,7 @@ def table(docs: Path = ROOT / "docs" / "models") -> str:
         t = c["training"]
         rows.append((e["fid"] if e else 1e9, (
             f"| `{path.parent.name}` | {menu} | {c['recipe']['name']} ({c['arch']['name']}) | "
-            f"{c['g_parameters'] / 1e6:.1f} M | {c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {t['epochs']:.1f} | "
+            f"{c['g_parameters'] / 1e6:.1f} M | {c['file_bytes'] / 2**20:.1f} MiB {c['variant']} | {_epochs(t['epochs'])} | "
             f"{t['steps']:,} | "
             f"{t['seconds'] / 60:.1f} min, {t['hardware']} | "
             + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |"
@@ -103,6 +103,10 @@ def table(docs: Path = ROOT / "docs" / "models") -> str:
             "KID x10^3 | precision / recall | near duplicates of 1,000 | memorisation | pictures |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def _epochs(epochs: float | None) -> str:
+    return "-" if epochs is None else f"{epochs:.1f}"  # a distillation sees no data: no epochs
 
 
 def _kid(e: dict) -> str:
