@@ -1,7 +1,7 @@
 """The in-browser page against the Python runtime on this machine: page weight, cold start to the
 first face, and faces per second at batch 1 and 16 in headless Chromium (Debian's, via Playwright).
 
-    python -m bench.edge_speed                     # edge-w64, the page's default model
+    python -m bench.edge_speed                     # generator-w64, the page's default model
     python -m bench.edge_speed --model generator --seconds 3 --shot docs/edge.png
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="edge-w64")
+    p.add_argument("--model", default="generator-w64")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--shot", type=Path, help="also save a screenshot of the page")
     a = p.parse_args(argv)

@@ -73,10 +73,10 @@ def test_seed_42_matches_python_from_a_static_server(browser, static_server):
     from runtime.engine import Engine
 
     page = open_page(browser, f"{static_server}/web/")
-    assert page.evaluate("() => window.edge.model().name") == "edge-w64"
+    assert page.evaluate("() => window.edge.model().name") == "generator-w64"
     browser_face = np.array(page.evaluate("async () => Array.from((await window.edge.faces([42]))[0])"), np.uint8)
     browser_face = browser_face.reshape(64, 64, 4)[..., :3]
-    engine = Engine.load(ROOT / "demo" / "models" / "edge-w64.onnx", "cpu")
+    engine = Engine.load(ROOT / "demo" / "models" / "generator-w64.onnx", "cpu")
     python_face = engine.faces([42])[0]
     diff = np.abs(browser_face.astype(int) - python_face.astype(int)) / 127.5  # pixels in [-1, 1] units
     assert diff.max() <= 0.35 and diff.mean() <= 0.05  # the int8 parity gate (export/onnx_export.py)

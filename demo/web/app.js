@@ -210,7 +210,7 @@ window.edge = { randn, latents, seedClass, checkSeed, faces, bench, coldStartMs:
 window.edge.ready = (async () => {
   try {
     await loadRuntime();
-    await loadModel(params.get("model") || "edge-w64");
+    await loadModel(params.get("model") || "generator-w64");
     $("model").value = model.name;
     await showFace();
   } catch (e) {
