@@ -36,11 +36,12 @@ from torch import nn
 
 from core.errors import UserError
 from core.seeds import LATENT_RULE, latents, seed_range
-from trainer.checkpoint import load_torch, save_json, save_torch
+from trainer.checkpoint import load_torch
 from trainer.generator_io import load_generator
 from trainer.networks import build_generator, recalibrate_batchnorm
-from trainer.run_files import LossLog, check_writable, device_name, parameter_count, remove_stale_temporaries, save_samples
-from trainer.run_state import TrainingError
+from trainer.run_files import (LossLog, check_writable, device_name, parameter_count, remove_stale_temporaries,
+                                write_outputs)
+from trainer.run_state import TrainingError, pick_device
 from trainer.signals import stop_on_signals
 from trainer.training_loop import EvalLog
 
@@ -118,6 +119,7 @@ class Distillation:
         self.step, self.images_seen, self.seconds, self.epochs_done = 0, 0, 0.0, 0.0  # no data: no epochs
         self.interrupted = 0
         self.sample_z = torch.from_numpy(latents(seed_range("faces", 64), self.teacher.z_dim)).to(device)
+        self.sample_y = None  # unconditional: write_outputs' sample grid takes no classes
 
     def lr(self) -> float:
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, self.images_seen / (self.cfg.kimg * 1000))))
@@ -148,7 +150,7 @@ class Distillation:
     def state_dict(self) -> dict:
         return {"settings": dataclasses.asdict(self.cfg), "student": self.student.state_dict(),
                 "opt": self.opt.state_dict(), "rng": self.rng.get_state(), "step": self.step,
-                "images_seen": self.images_seen, "seconds": self.seconds, "kept": self.kept}
+                "images_seen": self.images_seen, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.student.load_state_dict(state["student"])
@@ -173,19 +175,15 @@ class Distillation:
         }
 
 
-def save(run: Distillation, out: Path, losses: LossLog) -> None:
-    save_torch(run.state_dict(), out / "checkpoint.pt")
-    g = run.generator_for_export()
-    save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, out / "Generator.pth")
-    save_json(run.run_card(), out / "generator.json")
-    save_samples(g, run.sample_z, out / "samples" / f"step_{run.step:07d}.png")
-    losses.plot(out / "losses.png", f"distillation into width {run.cfg.g_width}")
+def save(run: Distillation, out: Path, losses: LossLog) -> nn.Module:
+    """The run folder's files, as a training run writes them; returns the G written."""
+    return write_outputs(run, out, losses, card=run.run_card(), title=f"distillation into width {run.cfg.g_width}")
 
 
-def evaluate(run: Distillation, out: Path, data: str) -> None:
+def evaluate(run: Distillation, out: Path, data: str, g: nn.Module) -> None:
     from metrics.evaluate import fid_of_torch_generator
 
-    result = fid_of_torch_generator(run.generator_for_export(), data, device=str(run.device))
+    result = fid_of_torch_generator(g, data, device=str(run.device))
     log.info("step %d (%d images): FID %.2f (%s)", run.step, run.images_seen, result["fid"], result["protocol"])
     EvalLog(out / "evals.csv", []).append(run, result)
 
@@ -197,7 +195,7 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
                      curves=(("loss_pixels", "pixel L1"), ("loss_features", "feature L1")))
     total, start, last_save = int(run.cfg.kimg * 1000), time.time(), time.time()
     seen0, trained_s = run.images_seen, 0.0  # this session's images and seconds, for images/s
-    marks = {int(k * eval_every_kimg * 1000) for k in range(1, 10_000)} if data and eval_every_kimg > 0 else set()
+    every = int(eval_every_kimg * 1000) if data else 0
     while run.images_seen < total and not run.interrupted:
         before, tick = run.images_seen, time.time()
         row = run.train_step()
@@ -209,17 +207,17 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
             losses.append({"step": run.step, "images_seen": run.images_seen, **row, "lr": run.lr(), "images_per_s": speed})
             log.info("step %d, %d images: pixel L1 %.4f, feature L1 %.4f, %.0f images/s", run.step,
                      run.images_seen, row["loss_pixels"], row["loss_features"], speed)
-        if now - last_save > save_every_s:
+        if every and run.images_seen // every > before // every and run.images_seen < total:
+            evaluate(run, out, data, save(run, out, losses))  # saved first: the evaluation takes minutes
+            last_save = time.time()
+        elif now - last_save > save_every_s:
             save(run, out, losses)
             last_save = time.time()
-        if any(before < m <= run.images_seen for m in marks):
-            save(run, out, losses)
-            evaluate(run, out, data)
         if max_minutes and now - start > max_minutes * 60:
             break
-    save(run, out, losses)
-    if data and run.images_seen >= total and not any(run.images_seen == m for m in marks):
-        evaluate(run, out, data)
+    g = save(run, out, losses)
+    if data and run.images_seen >= total:  # the end is always measured, on a mark or not
+        evaluate(run, out, data, g)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -255,8 +253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
+        device = pick_device(a.device)
         if a.resume:
             out, state = a.resume, load_torch(a.resume / "checkpoint.pt")
             cfg = Settings(**{**state["settings"], "betas": tuple(state["settings"]["betas"])})

@@ -79,19 +79,21 @@ def run_card(s) -> dict:
     }
 
 
-def write_outputs(s, out: Path, losses: "LossLog | None") -> None:
-    """checkpoint.pt, Generator.pth, generator.json, a sample grid and the loss plot (unless losses
-    is None). A full or
-    failing disk stops the run with one line; each file is written atomically, so the last complete
-    one of each survives."""
+def write_outputs(s, out: Path, losses: "LossLog | None", card: dict | None = None,
+                  title: str | None = None) -> nn.Module:
+    """checkpoint.pt, Generator.pth, generator.json (`card`, by default a training run's run_card),
+    a sample grid and the loss plot (unless losses is None, titled `title`, by default the recipe's
+    name); returns the G written. A full or failing disk stops the run with one line; each file is
+    written atomically, so the last complete one of each survives."""
     try:
         save_torch(s.state_dict(), out / "checkpoint.pt")
         g = s.generator_for_export()
         save_torch({k: v.detach().cpu() for k, v in g.state_dict().items()}, out / "Generator.pth")
-        save_json(run_card(s), out / "generator.json")
+        save_json(card or run_card(s), out / "generator.json")
         save_samples(g, s.sample_z, out / "samples" / f"step_{s.step:07d}.png", s.sample_y)
         if losses is not None:
-            losses.plot(out / "losses.png", s.r.name)
+            losses.plot(out / "losses.png", title or s.r.name)
+        return g
     except OSError as exc:
         why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         from trainer.run_state import TrainingError
