@@ -1,7 +1,7 @@
 """Distil a trained generator into a narrower one: a small model that draws the big one's faces.
 
     python -m trainer.distill --teacher ../shared/runs/h200-2026-11-28/best/Generator.pth --g-width 64 \\
-        --out runs/edge-distill --kimg 420 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 210
+        --out runs/edge-distill --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
     python -m trainer.distill --resume runs/edge-distill      # continue where it stopped
 
 Training a small GAN from zero on a CPU takes hours and stays far behind the default (edge-w64:
