@@ -33,8 +33,8 @@ def test_a_pruned_student_is_the_teacher_when_the_dropped_channels_are_dead():
     student.train()
     z = torch.randn(32, 16)
     with torch.no_grad():
-        *t_feats, t_img = features(teacher.net, z)
-        *s_feats, s_img = features(student.net, z)
+        *t_feats, t_img = features(teacher, z, None)
+        *s_feats, s_img = features(student, z, None)
     assert s_img.shape == t_img.shape == (32, 3, 64, 64)
     assert torch.allclose(s_img, t_img, atol=1e-4), (s_img - t_img).abs().max()
     for s, t, k in zip(s_feats, t_feats, kept):
@@ -44,8 +44,33 @@ def test_a_pruned_student_is_the_teacher_when_the_dropped_channels_are_dead():
 def test_pruning_refuses_what_it_cannot_prune():
     with pytest.raises(UserError, match="smaller width"):
         pruned_student(Generator(z_dim=16, width=8), width=8, probe_n=8)
-    with pytest.raises(UserError, match="unconditional DCGAN"):
-        pruned_student(Generator(z_dim=16, width=8, n_classes=3), width=4, probe_n=8)
+    with pytest.raises(UserError, match="without class norms"):
+        pruned_student(Generator(z_dim=16, width=8, n_classes=3, class_norm=True), width=4, probe_n=8)
+
+
+def test_a_conditional_teacher_gives_a_conditional_student_that_keeps_every_class():
+    """The class inputs are pruned like z's: with half of each layer dead, the student computes the
+    teacher's images for every class, and its first layer keeps the class rows."""
+    torch.manual_seed(1)
+    teacher = Generator(z_dim=16, width=8, n_classes=3)
+    with torch.no_grad():
+        for bn in (m for m in teacher.net if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.bias.fill_(0.5)
+            idx = torch.randperm(bn.num_features)[: bn.num_features // 2]
+            bn.weight[idx], bn.bias[idx] = 0.0, 0.0
+    student, kept = pruned_student(teacher.eval(), width=4, probe_n=64)
+    assert student.arch() == {"name": "dcgan", "z_dim": 16, "g_width": 4, "n_classes": 3}
+    assert torch.equal(student.net[0].weight[16:], teacher.net[0].weight[16:][:, kept[0]])  # the class rows
+    teacher.train()
+    student.train()
+    z = torch.randn(30, 16)
+    for k in range(3):
+        y = torch.full((30,), k)
+        with torch.no_grad():
+            t, s = teacher(z, y), student(z, y)
+        assert torch.allclose(s, t, atol=1e-4), (k, (s - t).abs().max())
+    with torch.no_grad():  # and the classes matter: another class is another image
+        assert (teacher(z, torch.zeros(30, dtype=torch.long)) - teacher(z, torch.ones(30, dtype=torch.long))).abs().max() > 1e-3
 
 
 def test_a_resumed_distillation_continues_exactly(tiny_run):

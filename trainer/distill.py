@@ -16,7 +16,19 @@ starts near the teacher rather than from noise. Because every kept channel is on
 the kept features can be matched too (an L1 per layer after each ReLU, weighed --feature-weight):
 intermediate distillation, a signal at every resolution, not only at the pixels.
 
-Only the DCGAN generator (ConvTranspose + BatchNorm stack) is supported: pruning needs its layout.
+A conditional teacher (the class as one-hot inputs beside z, as the `cgan` model takes it) gives a
+conditional student: each step draws every latent's class uniformly, so rare hair colours are taught
+as often as common ones, and the class inputs' weights are pruned like z's.
+
+The teacher is a run's Generator.pth, or a float32 or float16 NAME.onnx from this project's export
+(trainer.from_onnx reads the weights and the run card back and checks them against onnxruntime),
+since the shipped models keep only their ONNX files:
+
+    python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill \
+        --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
+
+Only the DCGAN generator (ConvTranspose + BatchNorm stack, no class norms) is supported: pruning
+needs its layout.
 The run folder holds what every run holds (checkpoint.pt, Generator.pth, generator.json, losses.csv
 and .png, samples/, evals.csv with --data), so export, evaluation and scripts/ship_model.sh take it
 as they take a trained run. The data (--data) is used only to measure FID during the run.
@@ -38,10 +50,11 @@ from core.errors import UserError
 from core.seeds import LATENT_RULE, latents, seed_range
 from trainer.checkpoint import load_torch
 from trainer.generator_io import load_generator
+from trainer.from_onnx import load_onnx_generator
 from trainer.networks import build_generator, recalibrate_batchnorm
 from trainer.run_files import (LossLog, check_writable, device_name, parameter_count, remove_stale_temporaries,
                                 write_outputs)
-from trainer.run_state import TrainingError, pick_device
+from trainer.run_state import TrainingError, pick_device, sample_classes
 from trainer.signals import stop_on_signals
 from trainer.training_loop import EvalLog
 
@@ -67,18 +80,19 @@ def pruned_student(teacher: nn.Module, width: int, probe_n: int) -> tuple[nn.Mod
     """A DCGAN G of `width` whose every layer keeps the teacher's most active channels (mean
     activation after ReLU over probe latents), with their weights; and the kept indices per ReLU."""
     arch = teacher.arch()
-    if arch.get("name") != "dcgan" or arch.get("n_classes") or width >= arch["g_width"]:
-        raise UserError(f"distillation prunes an unconditional DCGAN generator to a smaller width: teacher is "
-                        f"{arch}, student width {width}")
+    if arch.get("name") != "dcgan" or arch.get("class_norm") or width >= arch["g_width"]:
+        raise UserError(f"distillation prunes a DCGAN generator without class norms to a smaller width: teacher "
+                        f"is {arch}, student width {width}")
     student = build_generator({**arch, "g_width": width})
     z = torch.from_numpy(latents(seed_range("distillation", probe_n), arch["z_dim"]))
+    y = torch.arange(probe_n) % teacher.n_classes if teacher.n_classes else None  # every class equally
     kept = []
     with torch.no_grad():
-        for feature in features(teacher.net, z)[:-1]:  # every hidden layer; the image keeps its 3 channels
+        for feature in features(teacher, z, y)[:-1]:  # every hidden layer; the image keeps its 3 channels
             k = feature.shape[1] * width // arch["g_width"]
             kept.append(torch.sort(torch.topk(feature.mean((0, 2, 3)), k).indices).values)
     layers = [(t, s) for t, s in zip(teacher.net, student.net) if isinstance(t, (nn.ConvTranspose2d, nn.BatchNorm2d))]
-    into, out = torch.arange(arch["z_dim"]), iter([*kept, torch.arange(3)])
+    into, out = torch.arange(arch["z_dim"] + teacher.n_classes), iter([*kept, torch.arange(3)])  # z and the class inputs
     with torch.no_grad():
         for t, s in layers:
             if isinstance(t, nn.ConvTranspose2d):
@@ -95,10 +109,13 @@ def pruned_student(teacher: nn.Module, width: int, probe_n: int) -> tuple[nn.Mod
     return student, kept
 
 
-def features(net: nn.Sequential, z: torch.Tensor) -> list[torch.Tensor]:
-    """Each ReLU's output, then the image, of a DCGAN G's layer stack."""
-    x, out = z.reshape(len(z), -1, 1, 1), []
-    for layer in net:
+def features(g: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> list[torch.Tensor]:
+    """Each ReLU's output, then the image, of a DCGAN G's layer stack (a conditional one's input is
+    z and the class's one-hot vector, as its forward builds it)."""
+    onehot = g.classes(y, len(z))
+    x = (z if onehot is None else torch.cat([z, onehot.to(z.dtype)], 1)).reshape(len(z), -1, 1, 1)
+    out = []
+    for layer in g.net:
         x = layer(x)
         if isinstance(layer, nn.ReLU):
             out.append(x)
@@ -110,16 +127,19 @@ class Distillation:
 
     def __init__(self, cfg: Settings, device: torch.device):
         self.cfg, self.device = cfg, device
-        self.teacher, self.teacher_card = load_generator(cfg.teacher)
+        self.teacher, self.teacher_card = load_teacher(cfg.teacher)
         self.student, self.kept = pruned_student(self.teacher, cfg.g_width, cfg.probe_n)
         self.teacher.to(device).requires_grad_(False)
         self.student.to(device).train()
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.rng = torch.Generator().manual_seed(cfg.seed)  # training latents: on the CPU, the same on any device
-        self.step, self.images_seen, self.seconds, self.epochs_done = 0, 0, 0.0, 0.0  # no data: no epochs
+        self.step, self.images_seen, self.seconds = 0, 0, 0.0
+        self.epochs_done = None  # no data: no epochs (evals.csv leaves the column empty)
         self.interrupted = 0
         self.sample_z = torch.from_numpy(latents(seed_range("faces", 64), self.teacher.z_dim)).to(device)
-        self.sample_y = None  # unconditional: write_outputs' sample grid takes no classes
+        self.n_classes = self.teacher.n_classes
+        classes = sample_classes(64, self.n_classes)  # the trainer's grid: seed i gets class i % n
+        self.sample_y = torch.from_numpy(classes).to(device) if classes is not None else None
 
     def lr(self) -> float:
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, self.images_seen / (self.cfg.kimg * 1000))))
@@ -128,9 +148,11 @@ class Distillation:
         for group in self.opt.param_groups:
             group["lr"] = self.lr()
         z = torch.randn(self.cfg.batch_size, self.teacher.z_dim, generator=self.rng).to(self.device)
+        y = (torch.randint(self.n_classes, (self.cfg.batch_size,), generator=self.rng).to(self.device)
+             if self.n_classes else None)  # uniform, not the data's frequencies: every colour as often
         with torch.no_grad():
-            *t_feats, t_img = features(self.teacher.net, z)
-        *s_feats, s_img = features(self.student.net, z)
+            *t_feats, t_img = features(self.teacher, z, y)
+        *s_feats, s_img = features(self.student, z, y)
         pixels = (s_img - t_img).abs().mean()
         feats = sum((s - t[:, k]).abs().mean() for s, t, k in zip(s_feats, t_feats, self.kept)) / len(s_feats)
         self.opt.zero_grad(set_to_none=True)
@@ -167,12 +189,19 @@ class Distillation:
                        f"pixel and feature L1, no data, no discriminator", **dataclasses.asdict(self.cfg),
                        "z_dim": self.student.z_dim},
             "teacher": {k: t.get(k) for k in ("recipe", "epochs", "steps", "seconds", "hardware")} | {"path": self.cfg.teacher},
-            "classes": [], "class_counts": [], "dataset": t.get("dataset", {}),  # what the teacher learnt from
+            # What the teacher learnt from: a conditional student draws the same classes, and the
+            # class counts give each seed its class (core.seeds.seed_classes) as they do the teacher's.
+            "classes": t.get("classes", []), "class_counts": t.get("class_counts", []), "dataset": t.get("dataset", {}),
             "epochs": None, "steps": self.step, "images_seen": self.images_seen, "seconds": round(self.seconds, 1),
             "seed": self.cfg.seed, "latent_rule": LATENT_RULE, "output_range": [-1, 1],
             "g_parameters": parameter_count(self.student), "hardware": device_name(self.device),
             "torch": torch.__version__,
         }
+
+
+def load_teacher(path: str) -> tuple[nn.Module, dict]:
+    """A run's Generator.pth (or its folder) or a shipped NAME.onnx: (G in eval mode, its card)."""
+    return load_onnx_generator(path) if str(path).endswith(".onnx") else load_generator(path)
 
 
 def save(run: Distillation, out: Path, losses: LossLog) -> nn.Module:
@@ -183,9 +212,13 @@ def save(run: Distillation, out: Path, losses: LossLog) -> nn.Module:
 def evaluate(run: Distillation, out: Path, data: str, g: nn.Module) -> None:
     from metrics.evaluate import fid_of_torch_generator
 
-    result = fid_of_torch_generator(g, data, device=str(run.device))
-    log.info("step %d (%d images): FID %.2f (%s)", run.step, run.images_seen, result["fid"], result["protocol"])
-    EvalLog(out / "evals.csv", []).append(run, result)
+    card = run.teacher_card
+    result = fid_of_torch_generator(g, data, device=str(run.device), classes=card.get("classes") or None,
+                                    weights=card.get("class_counts") or None)
+    accuracy = f", class accuracy {result['class_accuracy']:.1%}" if "class_accuracy" in result else ""
+    log.info("step %d (%d images): FID %.2f%s (%s)", run.step, run.images_seen, result["fid"], accuracy,
+             result["protocol"])
+    EvalLog(out / "evals.csv", card.get("classes") or []).append(run, result)
 
 
 def train(run: Distillation, out: Path, max_minutes: float, data: str | None, eval_every_kimg: float,
@@ -224,7 +257,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m trainer.distill", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Settings(teacher="")
-    p.add_argument("--teacher", help="the trained generator: Generator.pth (generator.json beside it) or its run folder")
+    p.add_argument("--teacher", help="the trained generator: Generator.pth (generator.json beside it), its run folder, "
+                                     "or an exported NAME.onnx (float32 or float16, as demo/models/ ships them)")
     p.add_argument("--resume", type=Path, help="a distillation's run folder: continue it")
     p.add_argument("--out", type=Path, help="run folder (default runs/distill-w<WIDTH>)")
     p.add_argument("--g-width", type=int, default=d.g_width, help=f"the student's width (default {d.g_width})")

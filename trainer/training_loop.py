@@ -178,8 +178,8 @@ class EvalLog:
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) < s.step]  # a kill -9 may leave later ones
         per_class = result.get("per_class", {})
-        row = {"epoch": round(s.epochs_done, 3), "step": s.step, "images_seen": s.images_seen,
-               "seconds": round(s.seconds, 1), "fid": round(result["fid"], 4),
+        row = {"epoch": "" if s.epochs_done is None else round(s.epochs_done, 3), "step": s.step,
+               "images_seen": s.images_seen, "seconds": round(s.seconds, 1), "fid": round(result["fid"], 4),
                "class_accuracy": _round(result.get("class_accuracy")),
                **{f"accuracy_{c}": _round(v.get("class_accuracy")) for c, v in per_class.items()},
                **{f"fid_{c}": _round(v.get("fid")) for c, v in per_class.items()}}
