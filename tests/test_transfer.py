@@ -183,3 +183,40 @@ def test_class_norms_need_a_conditional_recipe(tmp_path, blobs):
     assert main(["--data", str(blobs), "--recipe", "best", "--g-class-norm", "true", "--out", str(tmp_path / "a"),
                  "--max-steps", "1", *TINY]) == 2
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+
+def test_finetune_from_an_exported_onnx_starts_at_its_faces(tmp_path, blobs):
+    """A clone has the shipped ONNX files, not the runs' Generator.pth: --finetune NAME.onnx starts a
+    run whose step-0 G draws the file's faces (D from zero, warming up while G waits), with the
+    recipe its menu card names; a distilled source needs --recipe."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.conftest import export_tiny
+    from trainer.networks.dcgan import Generator
+
+    torch.manual_seed(5)
+    g = _trained_like(Generator(z_dim=100, width=8)).eval()
+    model = export_tiny(g, tmp_path / "shipped.onnx", g.arch(), "best")
+    (tmp_path / "shipped.json").write_text(json.dumps({"label": "x", "recipe": {"name": "best", "g_width": 8}}))
+    out = tmp_path / "ft"
+    assert main(["--finetune", str(model), "--data", str(blobs), "--out", str(out), "--max-steps", "1",
+                 "--d-width", "8", "--batch-size", "16", "--d-warmup-kimg", "1", "--quiet"]) == 0
+    card = json.loads((out / "generator.json").read_text())
+    assert card["recipe"]["name"] == "best" and card["arch"]["g_width"] == 8 and card["finetuned_from"] == str(model)
+    g1, _ = load_generator(out / "Generator.pth")
+    z = np.random.RandomState(0).randn(8, 100).astype(np.float32)
+    want = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
+    with torch.no_grad():
+        got = g1(torch.from_numpy(z)).numpy()
+    # G waited while D warmed up and the EMA is G; what differs is the BatchNorm statistics the run
+    # measures again for the G it writes (over more latents than from_onnx's 512).
+    diff = np.abs(got - want)
+    assert diff.max() < 1e-2 and diff.mean() < 1e-3, (diff.max(), diff.mean())
+    assert np.abs(got - got[::-1]).mean() > 20 * diff.mean()  # while the faces differ from each other far more
+    # A distilled file's recipe is no training recipe: the command asks for one, in one line.
+    model2 = export_tiny(g, tmp_path / "small.onnx", g.arch(), "distill")
+    assert main(["--finetune", str(model2), "--data", str(blobs), "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    assert main(["--finetune", str(model2), "--recipe", "best", "--data", str(blobs), "--out", str(tmp_path / "e"),
+                 "--max-steps", "1", "--d-width", "8", "--batch-size", "16", "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / "generator.json").read_text())["arch"]["g_width"] == 8

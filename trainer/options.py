@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint.pt (its options "
                                                   "and limits too, unless given again)")
     p.add_argument("--finetune", metavar="CHECKPOINT", help="start a new run from a published checkpoint's networks "
-                                                            "and EMA (a folder or state file), on --data")
+                                                            "and EMA (a folder or state file), a run's Generator.pth, "
+                                                            "or an exported .onnx (demo/models/generator.onnx), on --data")
     p.add_argument("--max-steps", type=int, help="stop after this many generator steps in total")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time in total (all resumes)")
     p.add_argument("--seed", type=int, default=0, help="run seed: init, shuffling, noise (default 0)")

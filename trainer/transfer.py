@@ -1,8 +1,11 @@
-"""Where a fine-tune starts: the networks of a published state, of a run's checkpoint, or of a bare
-Generator.pth, loaded into the new run's networks (conditional ones included).
+"""Where a fine-tune starts: the networks of a published state, of a run's checkpoint, of a bare
+Generator.pth, or of an exported NAME.onnx, loaded into the new run's networks (conditional ones included).
 
 A state or a checkpoint brings G, D and the EMA; a Generator.pth (what every run writes, and all
 that GPU sessions brought back of their runs) brings G only, and D starts from its initialisation.
+So does a DCGAN .onnx from this project's export (trainer.from_onnx reads it back): the shipped
+models in demo/models/ are ONNX files only, and this is how a clone without the GPU runs' folders
+starts from the default (`--finetune demo/models/generator.onnx`).
 An unconditional G fine-tuned with a conditional recipe gets its class inputs with weight zero
 (trainer.networks.adopt_weights), so at step 0 it draws every class exactly as the source drew any
 face: training only has to learn what the class changes, not faces again (the transfer StyleGAN-style
@@ -16,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from core.errors import UserError
 from trainer.checkpoint import CheckpointError
 from trainer.compact import load_state
-from trainer.config import Recipe, get_recipe
+from trainer.config import RECIPES, Recipe, get_recipe
 from trainer.networks import adopt_weights
 
 log = logging.getLogger("trainer")
@@ -42,6 +46,8 @@ def load_source(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"nothing to fine-tune from at {path}")
+    if path.suffix == ".onnx":
+        return onnx_source(path)
     if not is_generator_file(path):
         return load_state(path)
     from trainer.generator_io import load_generator
@@ -53,9 +59,38 @@ def load_source(path: str | Path) -> dict:
             "classes": list(card.get("classes") or []), "generator_only": True}
 
 
+def onnx_source(path: Path) -> dict:
+    """An exported DCGAN generator as a fine-tune's source: G only. Its recipe is the one its menu
+    card (NAME.json beside it) or its metadata names, with G's architecture from the file; a recipe
+    that is not a training one (a distillation's) leaves the choice to --recipe."""
+    import json
+
+    from trainer.from_onnx import load_onnx_generator
+
+    try:
+        g, card = load_onnx_generator(path)
+    except UserError as exc:
+        raise CheckpointError(str(exc)) from None
+    menu = path.with_suffix(".json")
+    recipe = card["recipe"]
+    if menu.is_file():
+        try:
+            recipe = json.loads(menu.read_text()).get("recipe") or recipe
+        except ValueError:
+            pass  # a broken menu card: the file's own metadata still names the recipe
+    arch = card["arch"]
+    base = (dataclasses.asdict(get_recipe(recipe["name"])) if recipe.get("name") in RECIPES else {}) | recipe
+    base |= {"g_arch": arch["name"], "z_dim": int(arch["z_dim"]), "g_width": int(arch["g_width"])}
+    return {"G": g.state_dict(), "D": None, "EMA": None, "recipe": base, "classes": list(card.get("classes") or []),
+            "generator_only": True, "recipe_unknown": recipe.get("name") not in RECIPES}
+
+
 def finetune_recipe(source: dict, recipe_name: str | None, given: set[str]) -> Recipe:
     """The run's base recipe: the named one (with the source's G architecture where the command line
     does not set it), or the source's own."""
+    if source.get("recipe_unknown") and recipe_name is None:
+        raise CheckpointError(f"the source was made by '{source['recipe'].get('name')}', not a training recipe: "
+                              f"name one with --recipe (best, for the default's)")
     own = Recipe.from_dict(source["recipe"])
     if recipe_name is None:
         return own
