@@ -21,16 +21,12 @@ from torch import nn
 from core.errors import UserError
 from core.files import atomic_write
 from core.ort import open_session, usable_devices
+from core.parity import MEAN_TOLERANCE, TOLERANCE
 from core.seeds import LATENT_RULE, latents, seed_range
 
 EXPORTER_VERSION = "1.0"
 PARITY_SEEDS = seed_range("faces", 256)
 PARITY_BATCHES = (1, 7, 64)
-# Max abs difference allowed against PyTorch fp32 on the CPU, per variant. The int8 figure comes
-# from measurement (see README): QDQ int8 with the last ConvTranspose kept in float.
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.35}
-# Mean abs difference: int8's max is dominated by a few saturated pixels, its mean says more.
-MEAN_TOLERANCE = {"fp32": 1e-5, "fp16": 5e-3, "int8": 0.05}
 
 
 class ExportError(UserError):

@@ -24,13 +24,15 @@ import torch
 from torch import nn
 
 from core.errors import UserError, shorten
+from core.ort import open_session
+from core.parity import TOLERANCE
 from core.seeds import latents, seed_classes, seed_range
 from trainer.networks import build_generator
 
-# Max |torch - onnxruntime| over pixels in [-1, 1], by the file's weight type: the export's own parity
-# bounds (export/onnx_export.py's TOLERANCE), since an fp16 file also computes in float16. int8 files
-# (quantised weights, QuantizeLinear nodes) are not read back.
-TOLERANCE = {np.float32: 1e-4, np.float16: 2e-2}
+# A file's weight type -> its export variant, whose parity gate (max |torch - onnxruntime|) the read-back
+# G must meet: an fp16 file also computes in float16. int8 files (quantised weights, QuantizeLinear
+# nodes) are not read back.
+VARIANT_OF = {np.float32: "fp32", np.float16: "fp16"}
 
 
 def _read(path: Path) -> tuple[tuple[dict[str, torch.Tensor], float], dict[str, str]]:
@@ -46,10 +48,10 @@ def _read(path: Path) -> tuple[tuple[dict[str, torch.Tensor], float], dict[str, 
         raise UserError(f"{path} is not an ONNX file ({shorten(exc, 80)})") from None
     arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     kinds = {a.dtype.type for a in arrays.values() if a.dtype.kind == "f"}
-    if not kinds or not kinds <= set(TOLERANCE) or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    if not kinds or not kinds <= set(VARIANT_OF) or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         raise UserError(f"{path.name} is not a float32 or float16 export (int8 files cannot be read back)")
     weights = {k: torch.from_numpy(a.astype(np.float32)) for k, a in arrays.items() if a.dtype.kind == "f"}
-    return (weights, max(TOLERANCE[k] for k in kinds)), {p.key: p.value for p in model.metadata_props}
+    return (weights, max(TOLERANCE[VARIANT_OF[k]] for k in kinds)), {p.key: p.value for p in model.metadata_props}
 
 
 def _inputs(g: nn.Module, seeds: range | list[int], weights: list[float] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -121,15 +123,9 @@ def load_onnx_generator(path: str | Path) -> tuple[nn.Module, dict]:
 
 def check_parity(g: nn.Module, path: Path, weights: list[float] | None, tolerance: float, n: int = 64) -> float:
     """Max |G - onnxruntime| over seeds 0..n-1 (each seed's own class); UserError above `tolerance`."""
-    import onnxruntime as ort
-
     z, y = _inputs(g, range(n), weights)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    feed = {names[0]: z.numpy()}
-    if y is not None:
-        feed[names[1]] = y.numpy()
-    want = session.run(None, feed)[0]
+    feed = {"z": z.numpy(), **({"class": y.numpy()} if y is not None else {})}  # the export's input names
+    want = open_session(path, "cpu").session.run(None, feed)[0]
     with torch.no_grad():
         got = g(z, y).numpy()
     diff = float(np.abs(got - want).max())
