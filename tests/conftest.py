@@ -89,6 +89,26 @@ def tiny_run(tmp_path_factory, blobs) -> Path:
 TINY_CLASSES = ["red", "blue", "green"]
 
 
+def trained_like(g):
+    """G with its weights, norm gains and BatchNorm statistics moved away from their initial values, as
+    after training: folding, transfer and class strength must carry them (defaults would hide a slip)."""
+    import torch
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                if m.affine:
+                    m.weight.uniform_(0.5, 2.0)
+                    m.bias.uniform_(-0.5, 0.5)
+                if m.running_mean is not None:
+                    m.running_mean.uniform_(-1, 1)
+                    m.running_var.uniform_(0.5, 3.0)
+    return g
+
+
 def export_tiny(g, out: Path, arch: dict, recipe: str = "test", classes: list | None = None,
                 counts: list | None = None) -> Path:
     from export.onnx_export import to_onnx_fp32, write_verified

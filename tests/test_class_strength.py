@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.attributes import HAIR_CLASSES
-from tests.test_transfer import _trained_like
+from tests.conftest import trained_like
 from trainer.checkpoint import save_json, save_torch
 from trainer.class_strength import main
 from trainer.generator_io import load_generator
@@ -17,7 +17,7 @@ Z, W, N = 16, 8, len(HAIR_CLASSES)
 
 def _run(folder, n_classes: int = N, class_norm: bool = False, arch: str = "dcgan"):
     extra = {"class_norm": class_norm} if arch == "dcgan" else {}
-    g = _trained_like(GENERATORS[arch](z_dim=Z, width=W, n_classes=n_classes, **extra)).eval()
+    g = trained_like(GENERATORS[arch](z_dim=Z, width=W, n_classes=n_classes, **extra)).eval()
     folder.mkdir(parents=True)
     save_torch(g.state_dict(), folder / "Generator.pth")
     save_json({"arch": g.arch(), "recipe": {"name": "cgan-transfer"}, "weights": "ema",
@@ -27,7 +27,7 @@ def _run(folder, n_classes: int = N, class_norm: bool = False, arch: str = "dcga
 
 
 def test_a_strength_is_a_louder_one_hot_and_1_changes_nothing():
-    g = _trained_like(GENERATORS["dcgan"](z_dim=Z, width=W, n_classes=N)).eval()
+    g = trained_like(GENERATORS["dcgan"](z_dim=Z, width=W, n_classes=N)).eval()
     z, y = torch.randn(8, Z), torch.arange(8) % N
     with torch.no_grad():
         before = g(z, y)

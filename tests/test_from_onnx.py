@@ -11,24 +11,13 @@ from trainer.distill import main
 from trainer.from_onnx import load_onnx_generator
 from trainer.networks.dcgan import Generator
 
-from tests.conftest import export_tiny
-
-
-def _trained_like(g: Generator) -> Generator:
-    """Running statistics and norm weights far from their defaults, so that folding them matters."""
-    with torch.no_grad():
-        for bn in (m for m in g.net if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 2.0)
-            bn.bias.uniform_(-0.5, 0.5)
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 3.0)
-    return g.eval()
+from tests.conftest import export_tiny, trained_like
 
 
 @pytest.fixture(scope="module")
 def conditional(tmp_path_factory):
     torch.manual_seed(3)
-    g = _trained_like(Generator(z_dim=16, width=8, n_classes=3))
+    g = trained_like(Generator(z_dim=16, width=8, n_classes=3)).eval()
     path = export_tiny(g, tmp_path_factory.mktemp("teacher") / "tiny-cgan.onnx", g.arch(), "cgan-test",
                        classes=["red", "blue", "green"], counts=[1, 2, 7])
     return g, path
@@ -58,7 +47,7 @@ def test_an_fp16_file_reads_back_within_its_export_tolerance(tmp_path):
     import onnx
 
     torch.manual_seed(4)
-    g = _trained_like(Generator(z_dim=16, width=8))
+    g = trained_like(Generator(z_dim=16, width=8)).eval()
     fp32 = export_tiny(g, tmp_path / "g.onnx", g.arch())
     fp16 = tmp_path / "g-fp16.onnx"
     model = to_fp16(onnx.load(str(fp32)))

@@ -7,23 +7,11 @@ import torch
 
 from core.attributes import HAIR_CLASSES
 from core.errors import UserError
+from tests.conftest import trained_like
 from tests.test_trainer import TINY
 from trainer.generator_io import load_generator
 from trainer.networks import GENERATORS, adopt_weights
 from trainer.train import main
-
-
-def _trained_like(g: torch.nn.Module) -> torch.nn.Module:
-    """Weights and BatchNorm statistics away from their initial values, as after training."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        for m in g.modules():
-            if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    return g
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
@@ -31,7 +19,7 @@ def _trained_like(g: torch.nn.Module) -> torch.nn.Module:
 def test_an_adopted_conditional_generator_is_the_source_for_every_class(arch, mode):
     cls = GENERATORS[arch]
     z_dim, width, n = 16, 8, len(HAIR_CLASSES)
-    source = _trained_like(cls(z_dim=z_dim, width=width))
+    source = trained_like(cls(z_dim=z_dim, width=width))
     target = cls(z_dim=z_dim, width=width, n_classes=n)
     changed = adopt_weights(target, source.state_dict(), getattr(target, "unconditional_key", lambda k: k))
     assert changed  # the class inputs (dcgan) or per-class norms (resnet) were widened
@@ -196,7 +184,7 @@ def test_finetune_from_an_exported_onnx_starts_at_its_faces(tmp_path, blobs):
     from trainer.networks.dcgan import Generator
 
     torch.manual_seed(5)
-    g = _trained_like(Generator(z_dim=100, width=8)).eval()
+    g = trained_like(Generator(z_dim=100, width=8)).eval()
     model = export_tiny(g, tmp_path / "shipped.onnx", g.arch(), "best")
     (tmp_path / "shipped.json").write_text(json.dumps({"label": "x", "recipe": {"name": "best", "g_width": 8}}))
     out = tmp_path / "ft"
