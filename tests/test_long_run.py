@@ -256,3 +256,46 @@ def test_the_proxy_is_tf_inceptions_first_layers(proxy_file):
     got = proxy.features(images.numpy().transpose(0, 2, 3, 1))
     assert got.shape == (4, 288) and np.abs(got - want).max() < 1e-2 * np.abs(want).max()  # float16 weights
     assert proxy.info["floor"] is not None and proxy.info["dup_threshold"] > 0
+
+
+def test_prepare_stages_the_committed_proxy_instead_of_building_it(tmp_path, monkeypatch):
+    """A session lent a GPU should not spend 29 CPU minutes on the proxy first: for the canonical set
+    the committed file is copied; any other data set's proxy is built from it."""
+    import metrics.proxy
+    from scripts.long_run import CANONICAL, stage_proxy
+
+    committed = tmp_path / "committed.pt"
+    committed.write_bytes(b"the committed proxy")
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although the committed file was there")
+
+    monkeypatch.setattr(metrics.proxy, "build", no_build)
+    staged = tmp_path / "stage" / "proxy.pt"
+    staged.parent.mkdir()
+    assert stage_proxy(CANONICAL, staged, committed) == "copied"
+    assert staged.read_bytes() == b"the committed proxy"
+    assert stage_proxy(CANONICAL, staged, committed) == "kept"
+    built = []
+    monkeypatch.setattr(metrics.proxy, "build", lambda data, out: (built.append(data), out.write_bytes(b"own")))
+    mine = tmp_path / "my-faces.zip"
+    assert stage_proxy(mine, tmp_path / "other.pt", committed) == "built"
+    assert built == [mine] and (tmp_path / "other.pt").read_bytes() == b"own"
+    assert stage_proxy(CANONICAL, tmp_path / "none.pt", tmp_path / "missing.pt") == "built"
+
+
+def test_the_committed_proxy_is_the_canonical_reference():
+    """What the GPU calls score against: TF-Inception's stem and the FID's 10,000 reference images of
+    the canonical set, loadable with weights_only, and real-looking input gives 288 finite features."""
+    import numpy as np
+
+    from metrics.proxy import FEATURES, Proxy
+    from scripts.long_run import PROXY
+
+    proxy = Proxy(PROXY)
+    assert proxy.info["reference"] == "anime-faces-64.zip" and proxy.info["ref_n"] == 10000
+    assert proxy.mu.shape == (FEATURES,) and proxy.sigma.shape == (FEATURES, FEATURES)
+    assert 0 < proxy.info["floor"] < 0.05  # 5,000 held-out real faces: near zero, as README's table
+    faces = np.random.RandomState(0).randint(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    f = proxy.features(faces)
+    assert f.shape == (4, FEATURES) and np.isfinite(f).all() and proxy.score(np.concatenate([faces] * 2)) > 1
