@@ -88,7 +88,8 @@ def test_a_resumed_distillation_continues_exactly(tiny_run):
     second.load_state_dict(state)
     losses = [second.train_step() for _ in range(2)]
     assert (second.step, second.images_seen) == (4, 32)
-    assert all(v > 0 for row in losses for v in row.values())
+    assert all(row["loss_pixels"] > 0 and row["loss_features"] > 0 for row in losses)
+    assert all(row["loss_adv"] == row["loss_d"] == 0 for row in losses)  # no discriminator unless asked
     for (name, a), b in zip(straight.student.state_dict().items(), second.student.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -123,3 +124,67 @@ def test_the_command_needs_a_teacher_or_a_run(capsys):
         main([])
     assert exc.value.code == 2
     assert "--teacher" in capsys.readouterr().err
+
+
+def _adversarial(tiny_run, **kw) -> Settings:
+    return Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8, d_width=4, **kw)
+
+
+def test_the_discriminator_reaches_the_student_only_after_its_warm_up(tiny_run):
+    """While D warms up, the student learns exactly what it learns without D (same latents, same
+    steps), and D itself learns; once its term is on, the student's steps differ."""
+    plain = Distillation(_adversarial(tiny_run), torch.device("cpu"))
+    adv = Distillation(_adversarial(tiny_run, adv_weight=0.5, d_warmup_kimg=0.016), torch.device("cpu"))
+    assert plain.d is None and adv.d is not None
+    d0 = {k: v.clone() for k, v in adv.d.state_dict().items()}
+    for _ in range(2):  # 16 images: the warm-up
+        plain.train_step()
+        row = adv.train_step()
+    assert row["loss_d"] > 0 and row["loss_adv"] != 0
+    for (name, a), b in zip(plain.student.state_dict().items(), adv.student.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(d0[k], v) for k, v in adv.d.state_dict().items())
+    plain.train_step()
+    adv.train_step()
+    assert not torch.equal(plain.student.net[0].weight, adv.student.net[0].weight)
+
+
+def test_a_resumed_adversarial_distillation_continues_exactly(tiny_run):
+    """D and its optimiser are in checkpoint.pt: two steps, a new run from the checkpoint, two more
+    give the weights of four in one go, the student's and D's."""
+    cfg = _adversarial(tiny_run, adv_weight=0.5)
+    straight = Distillation(cfg, torch.device("cpu"))
+    for _ in range(4):
+        straight.train_step()
+    first = Distillation(cfg, torch.device("cpu"))
+    for _ in range(2):
+        first.train_step()
+    second = Distillation(cfg, torch.device("cpu"))
+    second.load_state_dict(first.state_dict())
+    for _ in range(2):
+        second.train_step()
+    for net in ("student", "d"):
+        for (name, a), b in zip(getattr(straight, net).state_dict().items(), getattr(second, net).state_dict().values()):
+            assert torch.equal(a, b), (net, name)
+
+
+def test_a_student_can_start_from_an_earlier_student(tiny_run, tmp_path):
+    """--student: the run starts from that generator's weights (and norms), not the pruned copy; a
+    student of another width is a one-line error."""
+    out = tmp_path / "first"
+    assert main(["--teacher", str(tiny_run), "--g-width", "4", "--out", str(out), "--kimg", "0.08",
+                 "--batch-size", "8", "--lr", "3e-3"]) == 0
+    earlier = torch.load(out / "Generator.pth", weights_only=True)
+    again = Distillation(Settings(teacher=str(tiny_run), g_width=4, student=str(out)), torch.device("cpu"))
+    fresh = Distillation(Settings(teacher=str(tiny_run), g_width=4), torch.device("cpu"))
+    state = again.student.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in earlier.items())
+    assert not torch.equal(state["net.0.weight"], fresh.student.state_dict()["net.0.weight"])
+    with pytest.raises(UserError, match="not the student"):
+        Distillation(Settings(teacher=str(tiny_run), g_width=2, student=str(out)), torch.device("cpu"))
+    second = tmp_path / "second"
+    assert main(["--teacher", str(tiny_run), "--student", str(out), "--g-width", "4", "--out", str(second),
+                 "--kimg", "0.016", "--batch-size", "8", "--adv-weight", "0.5", "--d-width", "4"]) == 0
+    card = json.loads((second / "generator.json").read_text())
+    assert card["recipe"]["adv_weight"] == 0.5 and card["recipe"]["student"] == str(out)
+    assert "an earlier student" in card["recipe"]["description"] and "hinge D" in card["recipe"]["description"]

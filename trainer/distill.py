@@ -27,6 +27,19 @@ since the shipped models keep only their ONNX files:
     python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill \
         --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
 
+With --adv-weight, a discriminator stands beside the L1 (adversarial distillation, as in GAN
+compression, Li et al. 2020): a spectral-norm hinge D, the `best` recipe's, learns to tell the
+teacher's faces from the student's for the same latents, and the student also learns to fool it.
+L1 alone rewards the average of what the student cannot copy exactly (smoother faces, half the
+teacher's recall); the D's term rewards a face that looks drawn by the teacher. It needs no data
+either: the teacher's faces are D's real images. --student starts from an earlier student (its
+Generator.pth or shipped NAME.onnx) instead of the pruned copy, so a finished distillation can be
+sharpened without repeating it:
+
+    python -m trainer.distill --teacher ../shared/runs/h200-2026-11-28/best/Generator.pth \\
+        --student demo/models/generator-w64.onnx --g-width 64 --adv-weight 0.1 --d-width 32 --lr 2e-4 \\
+        --out runs/edge-adv --d-warmup-kimg 10 --kimg 200 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 50
+
 Only the DCGAN generator (ConvTranspose + BatchNorm stack, no class norms) is supported: pruning
 needs its layout.
 The run folder holds what every run holds (checkpoint.pt, Generator.pth, generator.json, losses.csv
@@ -49,9 +62,11 @@ from torch import nn
 from core.errors import UserError
 from core.seeds import LATENT_RULE, latents, seed_range
 from trainer.checkpoint import load_torch
+from trainer.config import RECIPES
 from trainer.generator_io import load_generator
 from trainer.from_onnx import load_onnx_generator
-from trainer.networks import build_generator, recalibrate_batchnorm
+from trainer.networks import DISCRIMINATORS, build_generator, recalibrate_batchnorm
+from trainer.objectives import objective_for
 from trainer.run_files import (LossLog, check_writable, device_name, parameter_count, remove_stale_temporaries,
                                 write_outputs)
 from trainer.run_state import TrainingError, pick_device, sample_classes
@@ -59,7 +74,9 @@ from trainer.signals import stop_on_signals
 from trainer.training_loop import EvalLog
 
 log = logging.getLogger("trainer")
-LOSS_FIELDS = ["step", "images_seen", "loss_pixels", "loss_features", "lr", "images_per_s"]
+LOSS_FIELDS = ["step", "images_seen", "loss_pixels", "loss_features", "loss_adv", "loss_d", "lr", "images_per_s"]
+# The adversarial term's D and loss: the `best` recipe's (spectral-norm DCGAN D, hinge, TTUR betas).
+ADVERSARY = RECIPES["best"]
 
 
 @dataclasses.dataclass
@@ -74,6 +91,11 @@ class Settings:
     feature_weight: float = 1.0
     probe_n: int = 512             # latents that rank the teacher's channels
     seed: int = 0
+    student: str | None = None     # start from this generator instead of the pruned copy
+    adv_weight: float = 0.0        # weight of D's term beside the L1s (0: no discriminator)
+    d_width: int = 64
+    lr_d: float = 4e-4
+    d_warmup_kimg: float = 0.0     # images D learns before its term reaches the student
 
 
 def pruned_student(teacher: nn.Module, width: int, probe_n: int) -> tuple[nn.Module, list[torch.Tensor]]:
@@ -129,9 +151,24 @@ class Distillation:
         self.cfg, self.device = cfg, device
         self.teacher, self.teacher_card = load_teacher(cfg.teacher)
         self.student, self.kept = pruned_student(self.teacher, cfg.g_width, cfg.probe_n)
+        if cfg.student:  # the kept channels stay the pruning's: an earlier student matched those features
+            start, _ = load_teacher(cfg.student)
+            if start.arch() != self.student.arch():
+                raise UserError(f"--student {cfg.student} is {start.arch()}, not the student {self.student.arch()} "
+                                f"this teacher and --g-width make")
+            self.student.load_state_dict(start.state_dict())
         self.teacher.to(device).requires_grad_(False)
         self.student.to(device).train()
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.d = self.opt_d = None
+        if cfg.adv_weight > 0:
+            self.objective = objective_for(ADVERSARY)
+            with torch.random.fork_rng(devices=[]):  # D's start (weights, spectral norm's vectors) from the run's seed
+                torch.manual_seed(cfg.seed)
+                self.d = DISCRIMINATORS[ADVERSARY.d_arch](cfg.d_width, ADVERSARY.d_norm, n_classes=self.teacher.n_classes)
+                self.d.initialise()
+            self.d.to(device).train()
+            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(ADVERSARY.beta1, ADVERSARY.beta2))
         self.rng = torch.Generator().manual_seed(cfg.seed)  # training latents: on the CPU, the same on any device
         self.step, self.images_seen, self.seconds = 0, 0, 0.0
         self.epochs_done = None  # no data: no epochs (evals.csv leaves the column empty)
@@ -155,12 +192,30 @@ class Distillation:
         *s_feats, s_img = features(self.student, z, y)
         pixels = (s_img - t_img).abs().mean()
         feats = sum((s - t[:, k]).abs().mean() for s, t, k in zip(s_feats, t_feats, self.kept)) / len(s_feats)
+        loss = pixels + self.cfg.feature_weight * feats
+        row = {"loss_pixels": pixels.item(), "loss_features": feats.item(), "loss_adv": 0.0, "loss_d": 0.0}
+        if self.d is not None:
+            adv, row["loss_d"] = self.adversary_step(s_img, t_img, y)
+            row["loss_adv"] = adv.item()
+            if self.images_seen >= self.cfg.d_warmup_kimg * 1000:
+                loss = loss + self.cfg.adv_weight * adv
         self.opt.zero_grad(set_to_none=True)
-        (pixels + self.cfg.feature_weight * feats).backward()
+        loss.backward()
         self.opt.step()
         self.step += 1
         self.images_seen += self.cfg.batch_size
-        return {"loss_pixels": pixels.item(), "loss_features": feats.item()}
+        return row
+
+    def adversary_step(self, s_img: torch.Tensor, t_img: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """One D step (the teacher's faces real, the student's fake, for the same latents), then the
+        student's adversarial loss through the updated D: (that loss, D's loss)."""
+        self.d.requires_grad_(True)
+        d_loss = self.objective.d_loss(self.d(t_img, y), self.d(s_img.detach(), y))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        self.d.requires_grad_(False)  # the student's backward needs D's input gradients only
+        return self.objective.g_loss(self.d(s_img, y), None), d_loss.item()
 
     def generator_for_export(self) -> nn.Module:
         """The student in eval mode with BatchNorm statistics measured for its weights (training
@@ -170,13 +225,17 @@ class Distillation:
         return recalibrate_batchnorm(g, batches=8, batch_size=256).eval()
 
     def state_dict(self) -> dict:
+        adversary = {"d": self.d.state_dict(), "opt_d": self.opt_d.state_dict()} if self.d is not None else {}
         return {"settings": dataclasses.asdict(self.cfg), "student": self.student.state_dict(),
                 "opt": self.opt.state_dict(), "rng": self.rng.get_state(), "step": self.step,
-                "images_seen": self.images_seen, "seconds": self.seconds}
+                "images_seen": self.images_seen, "seconds": self.seconds, **adversary}
 
     def load_state_dict(self, state: dict) -> None:
         self.student.load_state_dict(state["student"])
         self.opt.load_state_dict(state["opt"])
+        if self.d is not None:
+            self.d.load_state_dict(state["d"])
+            self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"])
         self.step, self.images_seen, self.seconds = state["step"], state["images_seen"], state["seconds"]
 
@@ -185,8 +244,10 @@ class Distillation:
         return {
             "arch": self.student.arch(), "weights": "distilled",
             "recipe": {"name": "distill", "description": f"{t['recipe'].get('name', '?')} teacher "
-                       f"(width {t['arch']['g_width']}) distilled into width {self.cfg.g_width}: pruned start, "
-                       f"pixel and feature L1, no data, no discriminator", **dataclasses.asdict(self.cfg),
+                       f"(width {t['arch']['g_width']}) distilled into width {self.cfg.g_width}: "
+                       f"{'an earlier student' if self.cfg.student else 'pruned'} start, pixel and feature L1"
+                       + (f", a hinge D on the teacher's faces (weight {self.cfg.adv_weight:g})" if self.d is not None
+                          else ", no discriminator") + ", no data", **dataclasses.asdict(self.cfg),
                        "z_dim": self.student.z_dim},
             "teacher": {k: t.get(k) for k in ("recipe", "epochs", "steps", "seconds", "hardware")} | {"path": self.cfg.teacher},
             # What the teacher learnt from: a conditional student draws the same classes, and the
@@ -225,7 +286,8 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
           log_every: int = 50, save_every_s: float = 600.0) -> None:
     """Until --kimg images (or --max-minutes): log, save every 10 minutes, evaluate at the marks."""
     losses = LossLog(out / "losses.csv", run.step, fields=LOSS_FIELDS,
-                     curves=(("loss_pixels", "pixel L1"), ("loss_features", "feature L1")))
+                     curves=(("loss_pixels", "pixel L1"), ("loss_features", "feature L1"))
+                     + ((("loss_adv", "student's D loss"), ("loss_d", "D loss")) if run.d is not None else ()))
     total, start, last_save = int(run.cfg.kimg * 1000), time.time(), time.time()
     seen0, trained_s = run.images_seen, 0.0  # this session's images and seconds, for images/s
     every = int(eval_every_kimg * 1000) if data else 0
@@ -238,8 +300,9 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
         if run.step % log_every == 0:
             speed = (run.images_seen - seen0) / max(trained_s, 1e-9)
             losses.append({"step": run.step, "images_seen": run.images_seen, **row, "lr": run.lr(), "images_per_s": speed})
-            log.info("step %d, %d images: pixel L1 %.4f, feature L1 %.4f, %.0f images/s", run.step,
-                     run.images_seen, row["loss_pixels"], row["loss_features"], speed)
+            adv = f", D {row['loss_d']:.3f}, student's D loss {row['loss_adv']:.3f}" if run.d is not None else ""
+            log.info("step %d, %d images: pixel L1 %.4f, feature L1 %.4f%s, %.0f images/s", run.step,
+                     run.images_seen, row["loss_pixels"], row["loss_features"], adv, speed)
         if every and run.images_seen // every > before // every and run.images_seen < total:
             evaluate(run, out, data, save(run, out, losses))  # saved first: the evaluation takes minutes
             last_save = time.time()
@@ -268,6 +331,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--feature-weight", type=float, default=d.feature_weight,
                    help=f"weight of the per-layer feature L1 beside the pixel L1 (default {d.feature_weight:g})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"training latents' seed (default {d.seed})")
+    p.add_argument("--student", help="start from this student (a distillation's Generator.pth, its run folder, or a "
+                                     "shipped NAME.onnx of --g-width) instead of the pruned copy of the teacher")
+    p.add_argument("--adv-weight", type=float, default=d.adv_weight,
+                   help="weight of a discriminator's term beside the L1s: a spectral-norm hinge D that tells the "
+                        f"teacher's faces from the student's (default {d.adv_weight:g}: no discriminator)")
+    p.add_argument("--d-width", type=int, default=d.d_width, help=f"that D's width (default {d.d_width})")
+    p.add_argument("--lr-d", type=float, default=d.lr_d, help=f"that D's Adam learning rate (default {d.lr_d:g})")
+    p.add_argument("--d-warmup-kimg", type=float, default=d.d_warmup_kimg,
+                   help="thousands of images D learns before its term reaches the student (default 0)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after this long (0: no limit)")
     p.add_argument("--data", help="real faces (folder or .zip): FID-5k during the run, nothing else")
     p.add_argument("--eval-every-kimg", type=float, default=0.0,
@@ -276,11 +348,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if bool(a.teacher) == bool(a.resume):
         p.error("give --teacher GENERATOR.pth to start, or --resume RUN_DIR to continue")
-    for name in ("g_width", "batch_size"):
+    for name in ("g_width", "batch_size", "d_width"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if a.kimg <= 0 or a.lr <= 0 or a.feature_weight < 0 or a.max_minutes < 0 or a.eval_every_kimg < 0:
-        p.error("--kimg and --lr must be positive; --feature-weight, --max-minutes and --eval-every-kimg not negative")
+    if a.kimg <= 0 or a.lr <= 0 or a.lr_d <= 0:
+        p.error("--kimg, --lr and --lr-d must be positive")
+    if min(a.feature_weight, a.adv_weight, a.d_warmup_kimg, a.max_minutes, a.eval_every_kimg) < 0:
+        p.error("--feature-weight, --adv-weight, --d-warmup-kimg, --max-minutes and --eval-every-kimg must not be negative")
     return a
 
 
@@ -294,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = Settings(**{**state["settings"], "betas": tuple(state["settings"]["betas"])})
         else:
             cfg = Settings(teacher=str(a.teacher), g_width=a.g_width, kimg=a.kimg, batch_size=a.batch_size,
-                           lr=a.lr, feature_weight=a.feature_weight, seed=a.seed)
+                           lr=a.lr, feature_weight=a.feature_weight, seed=a.seed, student=a.student,
+                           adv_weight=a.adv_weight, d_width=a.d_width, lr_d=a.lr_d, d_warmup_kimg=a.d_warmup_kimg)
             out, state = a.out or Path(f"runs/distill-w{a.g_width}"), None
             if (out / "checkpoint.pt").exists():
                 raise TrainingError(f"{out} already holds a run; use --resume {out} or another --out")
@@ -306,8 +381,12 @@ def main(argv: list[str] | None = None) -> int:
             run.load_state_dict(state)
             log.info("resumed %s at step %d (%d images)", out, run.step, run.images_seen)
         else:
-            log.info("student: width %d, %d parameters, pruned from %s (%d)", cfg.g_width,
-                     parameter_count(run.student), cfg.teacher, parameter_count(run.teacher))
+            log.info("student: width %d, %d parameters, %s %s (%d)", cfg.g_width, parameter_count(run.student),
+                     f"from {cfg.student}, teacher" if cfg.student else "pruned from", cfg.teacher,
+                     parameter_count(run.teacher))
+            if run.d is not None:
+                log.info("discriminator: width %d, %d parameters, weight %g", cfg.d_width, parameter_count(run.d),
+                         cfg.adv_weight)
         with stop_on_signals(run):
             train(run, out, a.max_minutes, a.data, a.eval_every_kimg)
         if run.interrupted or run.images_seen < cfg.kimg * 1000:
