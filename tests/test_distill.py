@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from core.errors import UserError
-from trainer.distill import Distillation, Settings, features, main, pruned_student
+from trainer.distill import Distillation, Settings, main
+from trainer.pruning import features, pruned_student
 from trainer.networks.dcgan import Generator
 
 
@@ -135,15 +136,15 @@ def test_the_discriminator_reaches_the_student_only_after_its_warm_up(tiny_run):
     steps), and D itself learns; once its term is on, the student's steps differ."""
     plain = Distillation(_adversarial(tiny_run), torch.device("cpu"))
     adv = Distillation(_adversarial(tiny_run, adv_weight=0.5, d_warmup_kimg=0.016), torch.device("cpu"))
-    assert plain.d is None and adv.d is not None
-    d0 = {k: v.clone() for k, v in adv.d.state_dict().items()}
+    assert plain.adversary is None and adv.adversary is not None
+    d0 = {k: v.clone() for k, v in adv.adversary.d.state_dict().items()}
     for _ in range(2):  # 16 images: the warm-up
         plain.train_step()
         row = adv.train_step()
     assert row["loss_d"] > 0 and row["loss_adv"] != 0
     for (name, a), b in zip(plain.student.state_dict().items(), adv.student.state_dict().values()):
         assert torch.equal(a, b), name
-    assert any(not torch.equal(d0[k], v) for k, v in adv.d.state_dict().items())
+    assert any(not torch.equal(d0[k], v) for k, v in adv.adversary.d.state_dict().items())
     plain.train_step()
     adv.train_step()
     assert not torch.equal(plain.student.net[0].weight, adv.student.net[0].weight)
@@ -163,9 +164,9 @@ def test_a_resumed_adversarial_distillation_continues_exactly(tiny_run):
     second.load_state_dict(first.state_dict())
     for _ in range(2):
         second.train_step()
-    for net in ("student", "d"):
-        for (name, a), b in zip(getattr(straight, net).state_dict().items(), getattr(second, net).state_dict().values()):
-            assert torch.equal(a, b), (net, name)
+    for one, other in ((straight.student, second.student), (straight.adversary.d, second.adversary.d)):
+        for (name, a), b in zip(one.state_dict().items(), other.state_dict().values()):
+            assert torch.equal(a, b), name
 
 
 def test_a_student_can_start_from_an_earlier_student(tiny_run, tmp_path):

@@ -9,12 +9,10 @@ Training a small GAN from zero on a CPU takes hours and stays far behind the def
 discriminator, only "draw what the teacher draws for this z" (pixel L1), and the student's seed 42
 is the teacher's seed 42, so the browser page can show the server's faces.
 
-The student starts as a pruned copy of the teacher (network slimming's idea, Liu et al. 2017;
-the start GAN compression works from, Li et al. 2020): each layer keeps the half of the teacher's
-channels that are most active over fixed probe latents, with their weights, biases and norms, so it
-starts near the teacher rather than from noise. Because every kept channel is one of the teacher's,
-the kept features can be matched too (an L1 per layer after each ReLU, weighed --feature-weight):
-intermediate distillation, a signal at every resolution, not only at the pixels.
+The student starts as a pruned copy of the teacher (trainer.pruning: each layer keeps the half of
+the teacher's channels most active over fixed probe latents, with their weights and norms), so it
+starts near the teacher rather than from noise, and its kept features can be matched too (an L1 per
+layer after each ReLU, weighed --feature-weight): a signal at every resolution, not only the pixels.
 
 A conditional teacher (the class as one-hot inputs beside z, as the `cgan` model takes it) gives a
 conditional student: each step draws every latent's class uniformly, so rare hair colours are taught
@@ -24,7 +22,7 @@ The teacher is a run's Generator.pth, or a float32 or float16 NAME.onnx from thi
 (trainer.from_onnx reads the weights and the run card back and checks them against onnxruntime),
 since the shipped models keep only their ONNX files:
 
-    python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill \
+    python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill \\
         --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
 
 With --adv-weight, a discriminator stands beside the L1 (adversarial distillation, as in GAN
@@ -62,11 +60,11 @@ from torch import nn
 from core.errors import UserError
 from core.seeds import LATENT_RULE, latents, seed_range
 from trainer.checkpoint import load_torch
-from trainer.config import RECIPES
 from trainer.generator_io import load_generator
 from trainer.from_onnx import load_onnx_generator
-from trainer.networks import DISCRIMINATORS, build_generator, recalibrate_batchnorm
-from trainer.objectives import objective_for
+from trainer.adversary import Adversary
+from trainer.networks import build_generator, recalibrate_batchnorm
+from trainer.pruning import features, pruned_student
 from trainer.run_files import (LossLog, check_writable, device_name, parameter_count, remove_stale_temporaries,
                                 write_outputs)
 from trainer.run_state import TrainingError, pick_device, sample_classes
@@ -75,8 +73,6 @@ from trainer.training_loop import EvalLog
 
 log = logging.getLogger("trainer")
 LOSS_FIELDS = ["step", "images_seen", "loss_pixels", "loss_features", "loss_adv", "loss_d", "lr", "images_per_s"]
-# The adversarial term's D and loss: the `best` recipe's (spectral-norm DCGAN D, hinge, TTUR betas).
-ADVERSARY = RECIPES["best"]
 
 
 @dataclasses.dataclass
@@ -98,52 +94,6 @@ class Settings:
     d_warmup_kimg: float = 0.0     # images D learns before its term reaches the student
 
 
-def pruned_student(teacher: nn.Module, width: int, probe_n: int) -> tuple[nn.Module, list[torch.Tensor]]:
-    """A DCGAN G of `width` whose every layer keeps the teacher's most active channels (mean
-    activation after ReLU over probe latents), with their weights; and the kept indices per ReLU."""
-    arch = teacher.arch()
-    if arch.get("name") != "dcgan" or arch.get("class_norm") or width >= arch["g_width"]:
-        raise UserError(f"distillation prunes a DCGAN generator without class norms to a smaller width: teacher "
-                        f"is {arch}, student width {width}")
-    student = build_generator({**arch, "g_width": width})
-    z = torch.from_numpy(latents(seed_range("distillation", probe_n), arch["z_dim"]))
-    y = torch.arange(probe_n) % teacher.n_classes if teacher.n_classes else None  # every class equally
-    kept = []
-    with torch.no_grad():
-        for feature in features(teacher, z, y)[:-1]:  # every hidden layer; the image keeps its 3 channels
-            k = feature.shape[1] * width // arch["g_width"]
-            kept.append(torch.sort(torch.topk(feature.mean((0, 2, 3)), k).indices).values)
-    layers = [(t, s) for t, s in zip(teacher.net, student.net) if isinstance(t, (nn.ConvTranspose2d, nn.BatchNorm2d))]
-    into, out = torch.arange(arch["z_dim"] + teacher.n_classes), iter([*kept, torch.arange(3)])  # z and the class inputs
-    with torch.no_grad():
-        for t, s in layers:
-            if isinstance(t, nn.ConvTranspose2d):
-                rows = next(out)
-                # The kept weights as they are: a BatchNorm after each hidden layer normalises away the
-                # scale the dropped inputs took with them, and the image layer came out closer to the
-                # teacher unscaled than with the kept weights doubled (a one-off check on the default).
-                s.weight.copy_(t.weight[into][:, rows])
-                s.bias.copy_(t.bias[rows])
-                into = rows
-            else:
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(s, name).copy_(getattr(t, name)[into])
-    return student, kept
-
-
-def features(g: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> list[torch.Tensor]:
-    """Each ReLU's output, then the image, of a DCGAN G's layer stack (a conditional one's input is
-    z and the class's one-hot vector, as its forward builds it)."""
-    onehot = g.classes(y, len(z))
-    x = (z if onehot is None else torch.cat([z, onehot.to(z.dtype)], 1)).reshape(len(z), -1, 1, 1)
-    out = []
-    for layer in g.net:
-        x = layer(x)
-        if isinstance(layer, nn.ReLU):
-            out.append(x)
-    return out + [x]
-
-
 class Distillation:
     """The run: teacher, student, optimiser and counters; state_dict() is checkpoint.pt."""
 
@@ -160,15 +110,8 @@ class Distillation:
         self.teacher.to(device).requires_grad_(False)
         self.student.to(device).train()
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.d = self.opt_d = None
-        if cfg.adv_weight > 0:
-            self.objective = objective_for(ADVERSARY)
-            with torch.random.fork_rng(devices=[]):  # D's start (weights, spectral norm's vectors) from the run's seed
-                torch.manual_seed(cfg.seed)
-                self.d = DISCRIMINATORS[ADVERSARY.d_arch](cfg.d_width, ADVERSARY.d_norm, n_classes=self.teacher.n_classes)
-                self.d.initialise()
-            self.d.to(device).train()
-            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(ADVERSARY.beta1, ADVERSARY.beta2))
+        self.adversary = (Adversary(cfg.d_width, cfg.lr_d, self.teacher.n_classes, cfg.seed, device)
+                          if cfg.adv_weight > 0 else None)
         self.rng = torch.Generator().manual_seed(cfg.seed)  # training latents: on the CPU, the same on any device
         self.step, self.images_seen, self.seconds = 0, 0, 0.0
         self.epochs_done = None  # no data: no epochs (evals.csv leaves the column empty)
@@ -194,8 +137,8 @@ class Distillation:
         feats = sum((s - t[:, k]).abs().mean() for s, t, k in zip(s_feats, t_feats, self.kept)) / len(s_feats)
         loss = pixels + self.cfg.feature_weight * feats
         row = {"loss_pixels": pixels.item(), "loss_features": feats.item(), "loss_adv": 0.0, "loss_d": 0.0}
-        if self.d is not None:
-            adv, row["loss_d"] = self.adversary_step(s_img, t_img, y)
+        if self.adversary is not None:
+            adv, row["loss_d"] = self.adversary.step(s_img, t_img, y)
             row["loss_adv"] = adv.item()
             if self.images_seen >= self.cfg.d_warmup_kimg * 1000:
                 loss = loss + self.cfg.adv_weight * adv
@@ -206,17 +149,6 @@ class Distillation:
         self.images_seen += self.cfg.batch_size
         return row
 
-    def adversary_step(self, s_img: torch.Tensor, t_img: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        """One D step (the teacher's faces real, the student's fake, for the same latents), then the
-        student's adversarial loss through the updated D: (that loss, D's loss)."""
-        self.d.requires_grad_(True)
-        d_loss = self.objective.d_loss(self.d(t_img, y), self.d(s_img.detach(), y))
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        self.d.requires_grad_(False)  # the student's backward needs D's input gradients only
-        return self.objective.g_loss(self.d(s_img, y), None), d_loss.item()
-
     def generator_for_export(self) -> nn.Module:
         """The student in eval mode with BatchNorm statistics measured for its weights (training
         used each batch's own)."""
@@ -225,7 +157,7 @@ class Distillation:
         return recalibrate_batchnorm(g, batches=8, batch_size=256).eval()
 
     def state_dict(self) -> dict:
-        adversary = {"d": self.d.state_dict(), "opt_d": self.opt_d.state_dict()} if self.d is not None else {}
+        adversary = self.adversary.state_dict() if self.adversary is not None else {}
         return {"settings": dataclasses.asdict(self.cfg), "student": self.student.state_dict(),
                 "opt": self.opt.state_dict(), "rng": self.rng.get_state(), "step": self.step,
                 "images_seen": self.images_seen, "seconds": self.seconds, **adversary}
@@ -233,9 +165,8 @@ class Distillation:
     def load_state_dict(self, state: dict) -> None:
         self.student.load_state_dict(state["student"])
         self.opt.load_state_dict(state["opt"])
-        if self.d is not None:
-            self.d.load_state_dict(state["d"])
-            self.opt_d.load_state_dict(state["opt_d"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
         self.rng.set_state(state["rng"])
         self.step, self.images_seen, self.seconds = state["step"], state["images_seen"], state["seconds"]
 
@@ -246,7 +177,7 @@ class Distillation:
             "recipe": {"name": "distill", "description": f"{t['recipe'].get('name', '?')} teacher "
                        f"(width {t['arch']['g_width']}) distilled into width {self.cfg.g_width}: "
                        f"{'an earlier student' if self.cfg.student else 'pruned'} start, pixel and feature L1"
-                       + (f", a hinge D on the teacher's faces (weight {self.cfg.adv_weight:g})" if self.d is not None
+                       + (f", a hinge D on the teacher's faces (weight {self.cfg.adv_weight:g})" if self.adversary
                           else ", no discriminator") + ", no data", **dataclasses.asdict(self.cfg),
                        "z_dim": self.student.z_dim},
             "teacher": {k: t.get(k) for k in ("recipe", "epochs", "steps", "seconds", "hardware")} | {"path": self.cfg.teacher},
@@ -287,7 +218,7 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
     """Until --kimg images (or --max-minutes): log, save every 10 minutes, evaluate at the marks."""
     losses = LossLog(out / "losses.csv", run.step, fields=LOSS_FIELDS,
                      curves=(("loss_pixels", "pixel L1"), ("loss_features", "feature L1"))
-                     + ((("loss_adv", "student's D loss"), ("loss_d", "D loss")) if run.d is not None else ()))
+                     + ((("loss_adv", "student's D loss"), ("loss_d", "D loss")) if run.adversary else ()))
     total, start, last_save = int(run.cfg.kimg * 1000), time.time(), time.time()
     seen0, trained_s = run.images_seen, 0.0  # this session's images and seconds, for images/s
     every = int(eval_every_kimg * 1000) if data else 0
@@ -300,7 +231,7 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
         if run.step % log_every == 0:
             speed = (run.images_seen - seen0) / max(trained_s, 1e-9)
             losses.append({"step": run.step, "images_seen": run.images_seen, **row, "lr": run.lr(), "images_per_s": speed})
-            adv = f", D {row['loss_d']:.3f}, student's D loss {row['loss_adv']:.3f}" if run.d is not None else ""
+            adv = f", D {row['loss_d']:.3f}, student's D loss {row['loss_adv']:.3f}" if run.adversary else ""
             log.info("step %d, %d images: pixel L1 %.4f, feature L1 %.4f%s, %.0f images/s", run.step,
                      run.images_seen, row["loss_pixels"], row["loss_features"], adv, speed)
         if every and run.images_seen // every > before // every and run.images_seen < total:
@@ -384,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("student: width %d, %d parameters, %s %s (%d)", cfg.g_width, parameter_count(run.student),
                      f"from {cfg.student}, teacher" if cfg.student else "pruned from", cfg.teacher,
                      parameter_count(run.teacher))
-            if run.d is not None:
-                log.info("discriminator: width %d, %d parameters, weight %g", cfg.d_width, parameter_count(run.d),
-                         cfg.adv_weight)
+            if run.adversary:
+                log.info("discriminator: width %d, %d parameters, weight %g", cfg.d_width,
+                         parameter_count(run.adversary.d), cfg.adv_weight)
         with stop_on_signals(run):
             train(run, out, a.max_minutes, a.data, a.eval_every_kimg)
         if run.interrupted or run.images_seen < cfg.kimg * 1000:
