@@ -183,6 +183,9 @@ def test_a_student_can_start_from_an_earlier_student(tiny_run, tmp_path):
     assert not torch.equal(state["net.0.weight"], fresh.student.state_dict()["net.0.weight"])
     with pytest.raises(UserError, match="not the student"):
         Distillation(Settings(teacher=str(tiny_run), g_width=2, student=str(out)), torch.device("cpu"))
+    for wrong in (str(tmp_path / "none.onnx"), str(tiny_run)):  # no such file; the teacher, width 8
+        assert main(["--teacher", str(tiny_run), "--student", wrong, "--g-width", "4", "--out", str(tmp_path / "no")]) == 2
+        assert not (tmp_path / "no").exists()  # refused before the run folder is made
     second = tmp_path / "second"
     assert main(["--teacher", str(tiny_run), "--student", str(out), "--g-width", "4", "--out", str(second),
                  "--kimg", "0.016", "--batch-size", "8", "--adv-weight", "0.5", "--d-width", "4"]) == 0

@@ -304,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             out, state = a.out or Path(f"runs/distill-w{a.g_width}"), None
             if (out / "checkpoint.pt").exists():
                 raise TrainingError(f"{out} already holds a run; use --resume {out} or another --out")
+        run = Distillation(cfg, device)  # first: a teacher or student it cannot read leaves no folder behind
         check_writable(out, need_bytes=64 * 2**20)
         for p in remove_stale_temporaries(out):
             log.info("removed %s, left by an interrupted write", p)
-        run = Distillation(cfg, device)
         if state is not None:
             run.load_state_dict(state)
             log.info("resumed %s at step %d (%d images)", out, run.step, run.images_seen)
