@@ -74,20 +74,24 @@ def test_a_conditional_teacher_gives_a_conditional_student_that_keeps_every_clas
         assert (teacher(z, torch.zeros(30, dtype=torch.long)) - teacher(z, torch.ones(30, dtype=torch.long))).abs().max() > 1e-3
 
 
-def test_a_resumed_distillation_continues_exactly(tiny_run):
-    """Two steps, checkpoint, a new run from it, two more: the same weights as four in one go
-    (training latents, optimiser moments and counters all come back)."""
-    cfg = Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8)
+def _straight_and_resumed(cfg: Settings) -> tuple[Distillation, Distillation, list[dict]]:
+    """Four steps in one go; and two steps, a new run from that checkpoint, two more (with their
+    loss rows)."""
     straight = Distillation(cfg, torch.device("cpu"))
     for _ in range(4):
         straight.train_step()
     first = Distillation(cfg, torch.device("cpu"))
     for _ in range(2):
         first.train_step()
-    state = first.state_dict()
-    second = Distillation(cfg, torch.device("cpu"))
-    second.load_state_dict(state)
-    losses = [second.train_step() for _ in range(2)]
+    second = Distillation(cfg, torch.device("cpu"), first.state_dict())
+    return straight, second, [second.train_step() for _ in range(2)]
+
+
+def test_a_resumed_distillation_continues_exactly(tiny_run):
+    """Two steps, checkpoint, a new run from it, two more: the same weights as four in one go
+    (training latents, optimiser moments and counters all come back)."""
+    cfg = Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8)
+    straight, second, losses = _straight_and_resumed(cfg)
     assert (second.step, second.images_seen) == (4, 32)
     assert all(row["loss_pixels"] > 0 and row["loss_features"] > 0 for row in losses)
     assert all(row["loss_adv"] == row["loss_d"] == 0 for row in losses)  # no discriminator unless asked
@@ -153,17 +157,7 @@ def test_the_discriminator_reaches_the_student_only_after_its_warm_up(tiny_run):
 def test_a_resumed_adversarial_distillation_continues_exactly(tiny_run):
     """D and its optimiser are in checkpoint.pt: two steps, a new run from the checkpoint, two more
     give the weights of four in one go, the student's and D's."""
-    cfg = _adversarial(tiny_run, adv_weight=0.5)
-    straight = Distillation(cfg, torch.device("cpu"))
-    for _ in range(4):
-        straight.train_step()
-    first = Distillation(cfg, torch.device("cpu"))
-    for _ in range(2):
-        first.train_step()
-    second = Distillation(cfg, torch.device("cpu"))
-    second.load_state_dict(first.state_dict())
-    for _ in range(2):
-        second.train_step()
+    straight, second, _ = _straight_and_resumed(_adversarial(tiny_run, adv_weight=0.5))
     for one, other in ((straight.student, second.student), (straight.adversary.d, second.adversary.d)):
         for (name, a), b in zip(one.state_dict().items(), other.state_dict().values()):
             assert torch.equal(a, b), name
@@ -192,3 +186,6 @@ def test_a_student_can_start_from_an_earlier_student(tiny_run, tmp_path):
     card = json.loads((second / "generator.json").read_text())
     assert card["recipe"]["adv_weight"] == 0.5 and card["recipe"]["student"] == str(out)
     assert "an earlier student" in card["recipe"]["description"] and "hinge D" in card["recipe"]["description"]
+    # A resume takes the student from its checkpoint: the --student file need not be there any more.
+    (out / "Generator.pth").rename(tmp_path / "moved.pth")
+    assert main(["--resume", str(second)]) == 0

@@ -98,11 +98,14 @@ class Settings:
 class Distillation:
     """The run: teacher, student, optimiser and counters; state_dict() is checkpoint.pt."""
 
-    def __init__(self, cfg: Settings, device: torch.device):
+    def __init__(self, cfg: Settings, device: torch.device, state: dict | None = None):
+        """A new run, or with `state` (a checkpoint.pt) the run it holds: --student is then not read
+        again, since the checkpoint's student replaces it."""
         self.cfg, self.device = cfg, device
         self.teacher, self.teacher_card = load_teacher(cfg.teacher)
         self.student, self.kept = pruned_student(self.teacher, cfg.g_width, cfg.probe_n)
-        if cfg.student:  # the kept channels stay the pruning's: an earlier student matched those features
+        # The kept channels stay the pruning's: an earlier student matched those features.
+        if cfg.student and state is None:
             start, _ = load_teacher(cfg.student)
             if start.arch() != self.student.arch():
                 raise UserError(f"--student {cfg.student} is {start.arch()}, not the student {self.student.arch()} "
@@ -121,6 +124,8 @@ class Distillation:
         self.n_classes = self.teacher.n_classes
         classes = sample_classes(64, self.n_classes)  # the trainer's grid: seed i gets class i % n
         self.sample_y = torch.from_numpy(classes).to(device) if classes is not None else None
+        if state is not None:
+            self.load_state_dict(state)
 
     def lr(self) -> float:
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, self.images_seen / (self.cfg.kimg * 1000))))
@@ -305,12 +310,11 @@ def main(argv: list[str] | None = None) -> int:
             out, state = a.out or Path(f"runs/distill-w{a.g_width}"), None
             if (out / "checkpoint.pt").exists():
                 raise TrainingError(f"{out} already holds a run; use --resume {out} or another --out")
-        run = Distillation(cfg, device)  # first: a teacher or student it cannot read leaves no folder behind
+        run = Distillation(cfg, device, state)  # first: a teacher or student it cannot read leaves no folder behind
         check_writable(out, need_bytes=64 * 2**20)
         for p in remove_stale_temporaries(out):
             log.info("removed %s, left by an interrupted write", p)
         if state is not None:
-            run.load_state_dict(state)
             log.info("resumed %s at step %d (%d images)", out, run.step, run.images_seen)
         else:
             log.info("student: width %d, %d parameters, %s %s (%d)", cfg.g_width, parameter_count(run.student),
