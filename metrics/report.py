@@ -159,8 +159,9 @@ def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int =
 def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
                      device: str = "cpu", classes: list[str] | None = None,
                      weights: list[float] | None = None) -> dict:
-    """FID on the cached reference (the full report's: same protocol and cache), without KID or
-    diversity (the trainer's --eval-every). A conditional generator's faces draw each seed's own class
+    """FID on the cached reference (the full report's: same protocol and cache), with KID, precision,
+    recall and near-duplicates of the same faces (the trainer's --eval-every; no memorisation search
+    or closest-pairs picture). A conditional generator's faces draw each seed's own class
     as everywhere else; the same faces give the class accuracy (measured class = asked class) and
     each class's FID against the reference images of that class, so these cost no more faces."""
     feats = InceptionFeatures(device)
@@ -168,7 +169,8 @@ def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 500
     asked = own_classes(range(n), z_dim, classes, weights)
     gen = generate(sample, range(n), z_dim, progress=False, classes=asked)
     gen_feats = feats(gen, progress=False)
-    out = {"fid": frechet_distance(stats(gen_feats), ref), "protocol": protocol_name(n, ref_n)}
+    out = {"fid": frechet_distance(stats(gen_feats), ref), "protocol": protocol_name(n, ref_n),
+           **quick_extras(gen, gen_feats, ref)}
     if not classes:
         return out
     from core.attributes import CLASS_SETS
@@ -188,6 +190,19 @@ def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 500
             row["fid"] = frechet_distance(stats(gen_feats[mine]), stats(real))
         out["per_class"][name] = row
     return out
+
+
+def quick_extras(gen: np.ndarray, gen_feats: np.ndarray, ref: dict, div_n: int = 1000) -> dict:
+    """KID, precision and recall on the same faces, and near-duplicates among the first `div_n`:
+    seconds beside the minutes of features, so every evaluation during a run reports them."""
+    real = ref["feats"].astype(np.float64)
+    k = kid(gen_feats, real)
+    pr = precision_recall(gen_feats, real[:len(gen_feats)])
+    _, dup_t = calibrate_thresholds(ref["feats"], ref["floor_feats"], div_n)
+    n = min(div_n, len(gen))
+    dup = duplicates(gen[:n], gen_feats[:n], dup_t, list(range(n)))
+    return {"kid": k["kid"], "kid_std": k["kid_std"], "precision": pr["precision"], "recall": pr["recall"],
+            "near_duplicates": dup["near"], "duplicates_n": n}
 
 
 def closest_pairs_picture(gen: np.ndarray, data: Path, ref_names: list[str], pairs: list[tuple[int, int]],

@@ -13,7 +13,8 @@ from trainer.run_state import RUN_OPTIONS
 
 NOT_FLAGS = ("name", "description", "source", "loss_params", "schedule")
 # Defaults of the run options; they stay None on the command line so a --resume can tell what was given.
-RUN_DEFAULTS = {"checkpoint_minutes": 10.0, "log_every": 10, "eval_every": 0, "eval_n": 5000, "eval_ref_n": 10000,
+RUN_DEFAULTS = {"checkpoint_minutes": 10.0, "log_every": 10, "eval_every": 0, "eval_every_kimg": 0.0, "kimg": None,
+                "eval_n": 5000, "eval_ref_n": 10000,
                 "bf16": False, "channels_last": False, "compile": False, "no_tf32": False,
                 "max_steps": None, "max_minutes": None}
 
@@ -42,12 +43,15 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
                                                             "or an exported .onnx (demo/models/generator.onnx), on --data")
     p.add_argument("--max-steps", type=int, help="stop after this many generator steps in total")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time in total (all resumes)")
+    p.add_argument("--kimg", type=float, help="stop once D has seen this many thousand real images in total")
     p.add_argument("--seed", type=int, default=0, help="run seed: init, shuffling, noise (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint-minutes", type=float,
                    help="write checkpoint, Generator.pth, samples and plots this often, and at the end (default 10)")
     p.add_argument("--log-every", type=int, help="read and log losses every N generator steps (default 10)")
     p.add_argument("--eval-every", type=int, help="FID every N epochs; keeps Generator-best.pth (default 0 = off)")
+    p.add_argument("--eval-every-kimg", type=float, help="FID (with KID, precision/recall) every this many "
+                                                          "thousand real images, and at the end (default 0 = off)")
     p.add_argument("--eval-n", type=int, help="generated images for --eval-every FID (default 5000)")
     p.add_argument("--eval-ref-n", type=int, help="reference images for --eval-every FID (default 10000)")
     p.add_argument("--no-start-eval", action="store_true", help="with --finetune and --eval-every: do not measure "

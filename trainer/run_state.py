@@ -211,7 +211,8 @@ class RunState:
 
 
 # Run options a --resume keeps unless the command line gives them again (the recipe is kept whole).
-RUN_OPTIONS = ("max_steps", "max_minutes", "checkpoint_minutes", "log_every", "eval_every", "eval_n", "eval_ref_n",
+RUN_OPTIONS = ("max_steps", "max_minutes", "kimg", "checkpoint_minutes", "log_every", "eval_every", "eval_every_kimg",
+               "eval_n", "eval_ref_n",
                "bf16", "channels_last", "compile", "no_tf32", "finetune")
 
 

@@ -72,6 +72,7 @@ class TrainingLoop:
         s, a = self.s, self.s.args
         deadline = getattr(a, "deadline", None)
         return bool((a.max_steps and s.step >= a.max_steps) or s.interrupted or
+                    (getattr(a, "kimg", None) and s.images_seen >= a.kimg * 1000) or
                     (a.max_minutes and s.seconds + elapsed >= a.max_minutes * 60) or
                     (deadline and time.time() >= deadline))
 
@@ -88,7 +89,7 @@ class TrainingLoop:
         t_mark = t_saved = t_rate = time.time()
         images_since = 0
         stop = self.should_stop(0.0)
-        if a.eval_every and s.step == 0 and getattr(a, "finetune", None) and not getattr(a, "no_start_eval", False):
+        if (a.eval_every or getattr(a, "eval_every_kimg", 0)) and s.step == 0 and getattr(a, "finetune", None) and not getattr(a, "no_start_eval", False):
             self.evaluate_and_keep_best(start=True)  # where the fine-tune starts: the curve's first point
             t_mark = t_saved = t_rate = time.time()
         evaluated_at = s.step
@@ -100,9 +101,15 @@ class TrainingLoop:
             while s.batch + r.n_critic <= s.batches_per_epoch:
                 apply_schedules(s)
                 train_step(s, [real_batch(s, perm, s.batch + i) for i in range(r.n_critic)])
+                seen_before = s.images_seen
                 s.batch += r.n_critic
                 s.step += 1
                 images_since += r.n_critic * r.batch_size
+                every = int(1000 * (getattr(a, "eval_every_kimg", 0) or 0))
+                if every and s.images_seen // every > seen_before // every:
+                    s.seconds += time.time() - t_mark
+                    self.evaluate_and_keep_best()
+                    t_mark, t_rate, images_since, evaluated_at = time.time(), time.time(), 0, s.step
                 bar.update(1)
                 if s.step % a.log_every == 0 or s.step == a.max_steps:
                     row = self.log_row(images_since / max(time.time() - t_rate, 1e-9))
@@ -125,7 +132,7 @@ class TrainingLoop:
                     self.evaluate_and_keep_best()
                     t_mark, evaluated_at = time.time(), s.step
         s.seconds += time.time() - t_mark
-        if a.eval_every and s.step > evaluated_at and not s.interrupted:
+        if (a.eval_every or getattr(a, "eval_every_kimg", 0)) and s.step > evaluated_at and not s.interrupted:
             self.evaluate_and_keep_best()  # the run's last weights are measured too: they are what it ships
         self.save()
         if s.is_main and s.interrupted:
@@ -166,7 +173,8 @@ class EvalLog:
 
     def __init__(self, path: Path, classes: list[str]):
         self.path = path
-        self.fields = ["epoch", "step", "images_seen", "seconds", "fid"]
+        self.fields = ["epoch", "step", "images_seen", "seconds", "images_per_s", "fid", "kid", "kid_std", "precision",
+                       "recall", "near_duplicates"]
         if classes:
             self.fields += ["class_accuracy", *(f"accuracy_{c}" for c in classes), *(f"fid_{c}" for c in classes)]
 
@@ -179,7 +187,11 @@ class EvalLog:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) < s.step]  # a kill -9 may leave later ones
         per_class = result.get("per_class", {})
         row = {"epoch": "" if s.epochs_done is None else round(s.epochs_done, 3), "step": s.step,
-               "images_seen": s.images_seen, "seconds": round(s.seconds, 1), "fid": round(result["fid"], 4),
+               "images_seen": s.images_seen, "seconds": round(s.seconds, 1),
+               "images_per_s": round(s.images_seen / s.seconds, 1) if s.seconds and s.images_seen else "",
+               "fid": round(result["fid"], 4), "kid": _round(result.get("kid"), 6), "kid_std": _round(result.get("kid_std"), 6),
+               "precision": _round(result.get("precision")), "recall": _round(result.get("recall")),
+               "near_duplicates": result.get("near_duplicates", ""),
                "class_accuracy": _round(result.get("class_accuracy")),
                **{f"accuracy_{c}": _round(v.get("class_accuracy")) for c, v in per_class.items()},
                **{f"fid_{c}": _round(v.get("fid")) for c, v in per_class.items()}}
@@ -189,5 +201,5 @@ class EvalLog:
         atomic_write_text(self.path, "\n".join(lines) + "\n")
 
 
-def _round(v: float | None) -> str:
-    return "" if v is None else f"{v:.4f}"
+def _round(v: float | None, digits: int = 4) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
