@@ -1,6 +1,6 @@
 """A hostile visitor against the app on loopback, while another visitor keeps asking for faces.
 
-    python -m bench.hostile                              # the full run (README: "A public Space")
+    python -m bench.hostile                              # the full run (docs/space.md)
     python -m bench.hostile --zips 6 --zip-count 200 --bodies 3 --body-mib 8 --uploads 2 --upload-mib 20 \\
         --flood 20                                        # the short version the tests run
 
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-from bench.load import percentile, rss_mb, settled_rss, start_app, stop_app
+from bench.load import PeakRSS, hosted_app, percentile, settled_rss
 from core.system import cpu_name
 
 # The app under test trusts X-Forwarded-For (as in a Space): the hostile client and the other
@@ -122,43 +120,27 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--flood", type=int, default=70, help="zips one client submits at once (default 70)")
     p.add_argument("--settle", type=float, default=12.0, help="idle seconds before the memory readings")
     a = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="anime-gan-hostile-"))
-    previous, tempfile.tempdir = tempfile.tempdir, str(tmp)
-    server, url, cache = start_app(tmp, 600, 4, a.model)
-    try:
+    with hosted_app("anime-gan-hostile-", 600, a.model) as (server, url, cache):
         from gradio_client import Client
 
-        warm = Client(url, verbose=False, download_files=str(tmp))
+        warm = Client(url, verbose=False, download_files=tempfile.gettempdir())
         warm.predict(1, 1.0, api_name="/face")
         warm.predict(10, 0, 1.0, api_name="/zip")
         start = settled_rss(server.pid, a.settle)
-        peak = [start]
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_mb(server.pid))
-                time.sleep(0.05)
-        threading.Thread(target=watch, daemon=True).start()
-        with Poller(url) as other:
+        with PeakRSS(server.pid) as peak, Poller(url) as other:
             attacks = {"cancel_storm": cancel_storm(url, a.zips, a.zip_count),
                        "huge_bodies": huge_bodies(url, a.bodies, a.body_mib),
                        "uploads": uploads(url, a.uploads, a.upload_mib),
                        "flood": flood(url, a.flood, a.zip_count)}
             time.sleep(1.0)
         after = settled_rss(server.pid, a.settle)
-        done.set()
         stored = [f for f in cache.rglob("*") if f.is_file() and f.stat().st_size >= 2**20 and f.suffix != ".zip"]
-        result = {"rss_mb": {"start": start, "peak": peak[0], "after": after, "after_vs_start": round(after / start - 1, 3)},
+        result = {"rss_mb": {"start": start, "peak": peak.peak, "after": after, "after_vs_start": round(after / start - 1, 3)},
                   **attacks, "uploaded_files_stored": len(stored),
                   "other_visitor": {"faces": len(other.latency), "failures": len(other.failures),
                                     "failure_samples": other.failures[:3], "p50_s": percentile(other.latency, 50),
                                     "p95_s": percentile(other.latency, 95)},
                   "cpu": cpu_name()}
-    finally:
-        stop_app(server)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tempfile.tempdir = previous
     print(json.dumps(result))
     return result
 

@@ -16,6 +16,7 @@ after the last request (expected: the file lifetime plus one sweep interval).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 from core.limits import LIMITS
@@ -165,6 +167,43 @@ def settled_rss(pid: int, seconds: float = 12.0) -> float:
     return rss_mb(pid)
 
 
+class PeakRSS:
+    """The highest resident memory of a process while the block runs (sampled every 50 ms)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak = pid, rss_mb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def hosted_app(prefix: str, ttl: int, model: str | None, users: int = 4) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """The app under test in a temporary folder (its files and log, and this process's downloads),
+    removed afterwards: (process, url, the app's file folder)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    previous, tempfile.tempdir = tempfile.tempdir, str(tmp)
+    server, url, cache = start_app(tmp, ttl, users, model)
+    try:
+        yield server, url, cache
+    finally:
+        stop_app(server)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tempfile.tempdir = previous
+
+
 def heaviest_requests(url: str, pid: int, zip_count: int, settle_s: float = 12.0) -> dict:
     """Server memory before and after the heaviest legal request of each endpoint, one at a time.
 
@@ -179,22 +218,12 @@ def heaviest_requests(url: str, pid: int, zip_count: int, settle_s: float = 12.0
     idle = settled_rss(pid, settle_s)
     rows = {}
     for kind in ("face", "heavy_grid", "heavy_morph", "zip"):
-        peak = [0.0]
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_mb(pid))
-                time.sleep(0.05)
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        t0 = time.perf_counter()
-        request(client, kind, 1000, zip_count)
-        seconds = time.perf_counter() - t0
-        stop.set()
-        watcher.join()
+        with PeakRSS(pid) as peak:
+            t0 = time.perf_counter()
+            request(client, kind, 1000, zip_count)
+            seconds = time.perf_counter() - t0
         after = settled_rss(pid, settle_s)
-        rows[kind] = {"seconds": round(seconds, 2), "peak_mb": peak[0], "after_mb": after,
+        rows[kind] = {"seconds": round(seconds, 2), "peak_mb": peak.peak, "after_mb": after,
                       "after_vs_idle": round(after / idle - 1, 3)}
     return {"idle_mb": idle, "requests": rows}
 

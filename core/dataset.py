@@ -99,3 +99,12 @@ def dataset_fingerprint(path: str | Path) -> str:
     for name in list_images(path):
         h.update(name.encode() + b"\0" + (path / name).read_bytes())
     return h.hexdigest()
+
+
+def data_record(info: dict) -> dict:
+    """A data set as records name it (run cards, model metadata, model cards): its file name, size and
+    content hash, never the path on the machine that used it."""
+    info = dict(info or {})
+    path = info.pop("path", None)
+    name = info.pop("name", None) or (Path(str(path)).name if path else "")
+    return {"name": name, **info}

@@ -2,7 +2,7 @@
 
 Limits are set by cost, not only per field: a morph is bounded by its total number of frames and
 pixels, a picture by its side in pixels after enlargement, so no legal request can take minutes
-or gigabytes. README's "Limits" table lists these figures.
+or gigabytes. docs/app.md's "Limits" table lists these figures.
 """
 from __future__ import annotations
 

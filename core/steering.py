@@ -32,6 +32,7 @@ class Directions:
     vectors: np.ndarray                     # [k, z_dim] float32, unit rows
     kinds: dict[str, str]                   # name -> "named" | "principal"
     info: dict = field(default_factory=dict)  # how they were measured, the effect table, the model's sha256
+    effects: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> attribute moved per unit step
 
     @classmethod
     def load(cls, path: Path, z_dim: int, model_sha256: str | None = None) -> "Directions":
@@ -47,7 +48,20 @@ class Directions:
         if model_sha256 and data.get("model_sha256") not in (None, model_sha256):
             raise UserError(f"{path} was measured on another model (sha256 {str(data.get('model_sha256'))[:12]})")
         info = {k: v for k, v in data.items() if k != "directions"}
-        return cls(names, vectors, {e["name"]: e.get("kind", "named") for e in entries}, info)
+        effects = {e["name"]: e["effect"] for e in entries if isinstance(e.get("effect"), dict)}
+        return cls(names, vectors, {e["name"]: e.get("kind", "named") for e in entries}, info, effects)
+
+    def label(self, name: str) -> str:
+        """A direction as menus show it: a named one by its name; a principal one (a direction of
+        greatest change, which no label defines) marked as such."""
+        return name.replace("_", " ") if self.kinds.get(name) != "principal" else f"{name} (principal, unnamed)"
+
+    def describe(self, name: str, threshold: float = 0.3) -> str:
+        """What a direction was measured to change most per unit step (its effect table), for captions."""
+        effect = sorted((self.effects.get(name) or {}).items(), key=lambda kv: -abs(kv[1]))
+        moved = [f"{'more' if v > 0 else 'less'} {k.replace('_', ' ')}" for k, v in effect[:2] if abs(v) >= threshold]
+        kind = "a principal direction with no name" if self.kinds.get(name) == "principal" else "a named direction"
+        return f"`{name}`, {kind}" + (f": mostly {' and '.join(moved)}" if moved else ": no single attribute moves much")
 
     def named(self) -> list[str]:
         return [n for n in self.names if self.kinds[n] == "named"]

@@ -4,18 +4,25 @@
   `ANIME_GAN_MAX_BODY` (64 KiB) are refused with 413 before Gradio reads them (Gradio keeps a
   request's inputs in its per-session state, so 25 bodies of 64 MiB took 1.7 GB that never came back).
 - Uploads: no component takes a file, so Gradio's upload route answers 403.
-- The queue: a visitor (by address, and by session) has at most `per_client` requests waiting or
-  running, and at most `per_client_heavy` zips or morphs; all visitors together have at most
-  `heavy_total` of those waiting, so single faces always find room in the queue.
+- The queue: malformed requests (an unknown function, too few or too many inputs) get one line and
+  a 400; optional trailing inputs are filled with their defaults. A visitor (demo/visitors.py: by the
+  address a trusted proxy appended, and by session) has at most `per_client` requests waiting or
+  running, `per_client_heavy` heavy ones and `per_client_cost` faces' worth of work (demo/costs.py:
+  a 16x16 grid costs 256 faces); all visitors together at most `heavy_total` heavy ones waiting, so
+  single faces always find room in the queue.
 
 The body limit is ASGI middleware, given to Gradio's FastAPI app at launch (`app_kwargs`); the queue
 bound wraps the queue's `push`, the one place where Gradio admits a request.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import dataclass
+
+from demo.costs import Costing
+from demo.visitors import ProxyTrust, client_of
 
 log = logging.getLogger("anime_gan.app")
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
@@ -73,24 +80,11 @@ async def _reply(send, status: int, text: str) -> None:
 
 @dataclass(frozen=True)
 class QueueBounds:
-    per_client: int = 8           # requests waiting or running, per address and per session
-    per_client_heavy: int = 2     # zips and morphs, per address and per session
-    heavy_total: int = 16         # zips and morphs waiting, all visitors together
-    trust_proxy: bool = False     # the visitor's address is X-Forwarded-For's first entry
-
-
-def client_of(request, trust_proxy: bool = False) -> str:
-    """The visitor's address. Behind a proxy (a Hugging Face Space) every connection comes from the
-    proxy's internal address, so one per-address bound would be shared by all visitors; there the
-    proxy's X-Forwarded-For names the visitor. A visitor can forge that header, so it only loosens
-    the per-address bound: the per-session bound and the total of heavy jobs still hold."""
-    if trust_proxy:
-        headers = getattr(request, "headers", None) or {}
-        forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()
-        if forwarded:
-            return forwarded[:64]
-    client = getattr(request, "client", None)
-    return getattr(client, "host", None) or "?"
+    per_client: int = 8           # requests waiting or running, per visitor and per session
+    per_client_heavy: int = 2     # heavy requests (zips, morphs, large grids), per visitor and per session
+    per_client_cost: int = 2048   # faces' worth of work waiting or running, per visitor and per session
+    heavy_total: int = 16         # heavy requests waiting, all visitors together
+    trust: ProxyTrust = ProxyTrust()  # how a visitor is known behind a proxy (demo/visitors.py)
 
 
 def refusal(message: str) -> list[dict]:
@@ -101,36 +95,88 @@ def refusal(message: str) -> list[dict]:
     return [{"__type__": "validate", "is_valid": False, "parameter_name": "queue", "message": message}]
 
 
-def bound_queue(blocks, heavy_groups: tuple[str, ...], bounds: QueueBounds = QueueBounds()) -> None:
-    """Wrap the queue's push so no visitor fills the queue; refusals are one line, for the refused
-    visitor only."""
+@dataclass(frozen=True)
+class Ticket:
+    """What the admission knows of a request in the queue: who sent it and what it costs."""
+    visitor: str
+    session: str | None
+    cost: int
+    heavy: bool
+
+
+def well_formed(blocks, body, costs: Costing) -> tuple[object, str | None]:
+    """(the function, None) for a request that names a known function and sends its inputs, the
+    optional trailing ones filled with their defaults as gradio_client fills them; (None, why) otherwise."""
+    from gradio import route_utils
+
+    try:
+        fn = route_utils.get_fn(blocks, None, body)
+    except Exception:  # noqa: BLE001 - an unknown index or session: one line, not Gradio's traceback
+        return None, f"unknown function index {str(body.fn_index)[:24]}"
+    if not isinstance(body.data, list):
+        return None, "data must be a list of inputs"
+    inputs = list(fn.inputs)
+    name = costs.name_of(fn)
+    required = costs.required(name, len(inputs))
+    if len(body.data) < required:
+        try:  # the handler's own parameter names (seed, psi, ...): the API page's names for them
+            names = [p for p in inspect.signature(fn.fn).parameters if p not in ("self", "progress")]
+        except (TypeError, ValueError):
+            names = []
+        listed = f" ({', '.join(names[:required])})" if len(names) >= required else ""
+        return None, f"/{name or fn.fn_index} takes {required} inputs{listed}, got {len(body.data)}"
+    if len(body.data) > len(inputs):
+        return None, f"/{name or fn.fn_index} takes at most {len(inputs)} inputs, got {len(body.data)}"
+    body.data = body.data + [getattr(c, "value", None) for c in inputs[len(body.data):]]
+    return fn, None
+
+
+def bound_queue(blocks, costs: Costing, bounds: QueueBounds = QueueBounds()) -> dict:
+    """Wrap the queue's push: malformed requests get one line, and no visitor fills the queue or the
+    CPU. Returns the tickets of the requests in the queue, by event id (the bench and tests read it)."""
     queue = blocks._queue
-    original = queue.push
+    original, original_remove = queue.push, queue.remove_from_queue
+    tickets: dict[str, Ticket] = {}
+
+    def live() -> list[tuple[str, Ticket]]:
+        """Tickets of requests still waiting or running (others are dropped, so the map stays small)."""
+        ids = {e._id for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)}
+        ids |= {e._id for job in list(queue.active_jobs) if job for e in job}
+        for gone in [k for k in tickets if k not in ids]:
+            tickets.pop(gone, None)
+        return list(tickets.items())
 
     async def push(body, request, username):
-        if body.fn_index is not None:
-            from gradio import route_utils
+        if body.fn_index is None:
+            return await original(body, request, username)
+        fn, why = well_formed(blocks, body, costs)
+        if fn is None:
+            log.info("rejected a malformed queue request: %s", why)
+            return False, why, "error"
+        name = costs.name_of(fn)
+        cost, heavy = costs.cost(name, body.data), costs.heavy(name, body.data)
+        visitor = client_of(request, bounds.trust)
+        mine = [t for _, t in live() if t.visitor == visitor or (body.session_hash and t.session == body.session_hash)]
+        why = None
+        if len(mine) >= bounds.per_client:
+            why = f"at most {bounds.per_client} requests at a time from one visitor"
+        elif heavy and sum(t.heavy for t in mine) >= bounds.per_client_heavy:
+            why = f"at most {bounds.per_client_heavy} zips, morphs or large grids at a time from one visitor"
+        elif sum(t.cost for t in mine) + cost > bounds.per_client_cost:
+            why = f"at most {bounds.per_client_cost} faces' worth of work at a time from one visitor"
+        elif heavy and sum(t.heavy for _, t in live()) >= bounds.heavy_total:
+            why = f"{bounds.heavy_total} zips, morphs and large grids are waiting already; try again in a minute"
+        if why:
+            log.info("rejected a queue request from %s: %s", visitor, why)
+            return False, refusal(f"Busy: {why}."), "validator_error"
+        ok, event_id, state = await original(body, request, username)
+        if ok:
+            tickets[event_id] = Ticket(visitor, body.session_hash, cost, heavy)
+        return ok, event_id, state
 
-            try:
-                fn = route_utils.get_fn(blocks, None, body)
-            except Exception:  # noqa: BLE001 - an unknown function: Gradio answers it as before
-                return await original(body, request, username)
-            heavy = fn.concurrency_id in heavy_groups
-            waiting = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
-            running = [e for job in list(queue.active_jobs) if job for e in job]
-            host = client_of(request, bounds.trust_proxy)
-            mine = [e for e in waiting + running
-                    if e.session_hash == body.session_hash or client_of(e.request, bounds.trust_proxy) == host]
-            why = None
-            if len(mine) >= bounds.per_client:
-                why = f"at most {bounds.per_client} requests at a time from one visitor"
-            elif heavy and sum(e.concurrency_id in heavy_groups for e in mine) >= bounds.per_client_heavy:
-                why = f"at most {bounds.per_client_heavy} zips or morphs at a time from one visitor"
-            elif heavy and sum(e.concurrency_id in heavy_groups for e in waiting) >= bounds.heavy_total:
-                why = f"{bounds.heavy_total} zips and morphs are waiting already; try again in a minute"
-            if why:
-                log.info("rejected a queue request from %s: %s", host, why)
-                return False, refusal(f"Busy: {why}."), "validator_error"
-        return await original(body, request, username)
+    async def remove_from_queue(event_id: str):
+        tickets.pop(event_id, None)
+        return await original_remove(event_id)
 
-    queue.push = push
+    queue.push, queue.remove_from_queue = push, remove_from_queue
+    return tickets

@@ -27,15 +27,17 @@ from core.limits import LIMITS
 from core.seeds import ANY_CLASS, MAX_SEED
 from demo import memory
 from demo.admission import BodyLimit, QueueBounds, bound_queue
+from demo.connections import ConnectionLimits
+from demo.connections import install as install_connection_guard
 from demo.fields import Dropdown, Number, Radio, Slider
-from demo.handlers import ENDPOINTS, GROUPS, HEAVY_GROUPS, Handlers, wrapped
+from demo.handlers import COSTING, ENDPOINTS, GROUPS, Handlers, wrapped
 from demo.jobs import watch_cancels
 from demo.settings import Settings
 from demo.sweeper import WorkDir
 from runtime.registry import Registry
 from runtime.writers import animation_formats
 
-WEB = Path(__file__).resolve().parent / "web"  # the in-browser page (README: "In the browser")
+WEB = Path(__file__).resolve().parent / "web"  # the in-browser page (docs/browser.md)
 PSI_LABEL = "Truncation psi, in (0, 2] (1 = off; lower = cleaner, less varied)"
 STALE = "*The model changed: press the button again for this model's faces.*"
 
@@ -105,12 +107,10 @@ def grid_tab(ui: UI) -> None:
             cls = ui.class_menu("grid")
         go = gr.Button("Make grid", variant="primary", elem_id="grid-go")
         layout = gr.Markdown(label="layout", elem_id="grid-note")
-        img = gr.Image(label="Grid", type="pil", format="png")
+        img = gr.Image(label="Grid", type="pil", format="png", elem_id="grid")
         file = gr.File(label="Grid PNG (64 px cells)")
-        cells = gr.Gallery(label="Cells (caption = seed; click to view and download)", columns=8, height=400,
-                           format="png")
-        ui.wire(go.click, "grid", [start, rows, cols, psi, ui.model, cls], [img, file, cells, layout])
-        ui.stale.append((layout, [img, file, cells]))
+        ui.wire(go.click, "grid", [start, rows, cols, psi, ui.model, cls], [img, file, layout])
+        ui.stale.append((layout, [img, file]))
 
 
 def zip_tab(ui: UI, max_count: int) -> None:
@@ -141,10 +141,8 @@ def morph_tab(ui: UI) -> None:
         caption = gr.Markdown(elem_id="morph-note")
         anim = gr.Image(label="Animation", type="filepath")
         file = gr.File(label="Download")
-        # Eight columns fit a 1280 px window; one morph at a time (the largest legal one is 241 frames).
-        frames_out = gr.Gallery(label="Frames", columns=8, height=300, format="png", elem_id="morph-frames")
-        ui.wire(go.click, "morph", [seeds, frames, fmt, psi, ui.model, cls], [anim, file, frames_out])
-        ui.stale.append((caption, [anim, file, frames_out]))
+        ui.wire(go.click, "morph", [seeds, frames, fmt, psi, ui.model, cls], [anim, file, caption])
+        ui.stale.append((caption, [anim, file]))
 
 
 def steer_tab(ui: UI) -> None:
@@ -156,7 +154,7 @@ def steer_tab(ui: UI) -> None:
             with gr.Column(scale=1):
                 seed = Number(value=42, label="Seed (Enter updates)", elem_id="steer-seed")
                 psi = _psi()
-                sliders = [Slider(-3, 3, value=0, step=0.1, label=n.replace("_", " "), elem_id=f"steer-{n}")
+                sliders = [Slider(-3, 3, value=0, step=0.1, label=ui.h.slider_label(n), elem_id=f"steer-{n}")
                            for n in names]
             with gr.Column(scale=2):
                 big = gr.Image(label="Steered face (8x)", type="pil", format="png", height=512, elem_id="steered")
@@ -208,8 +206,9 @@ def build_app(registry: Registry, settings: Settings = Settings()) -> gr.Blocks:
             ui.wire(app.load, name, inputs, outputs, api_visibility="private")
         app.queue(max_size=settings.queue, default_concurrency_limit=4)
     watch_cancels(app)
-    bound_queue(app, HEAVY_GROUPS, QueueBounds(settings.per_client, settings.per_client_heavy,
-                                               max(1, settings.queue // 4), settings.trust_proxy))
+    app.tickets = bound_queue(app, COSTING, QueueBounds(settings.per_client, settings.per_client_heavy,
+                                                       settings.per_client_cost, max(1, settings.queue // 4),
+                                                       settings.trust_proxy))
     work.adopt(app.temp_file_sets,
                lambda: set().union(*(set(getattr(b, "keep_in_cache", ())) for b in list(app.blocks.values()))))
     app.work = work  # closed by main() on exit, and by tests
@@ -240,17 +239,26 @@ def serve_edge(app: gr.Blocks, models: Path) -> None:
     Static mounts on the running server: the page is plain files, so any static file server can
     serve demo/web/ and demo/models/ side by side in the same way.
     """
+    from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
 
+    index = Registry(models).index()  # the page's menu, from the folder this app serves
+    app.server_app.add_api_route("/models/index.json", lambda: JSONResponse(index), methods=["GET"])
     app.server_app.mount("/edge", StaticFiles(directory=WEB, html=True), name="edge")
     app.server_app.mount("/models", StaticFiles(directory=models), name="models")
 
 
 def launch_options(settings: Settings) -> dict:
-    """Gradio's launch settings for a public server: bounded bodies and sessions, no uploads."""
+    """Gradio's launch settings for a public server: bounded bodies and sessions, no uploads; and the
+    server's connections guarded against slow clients (installed here, as the server starts with them)."""
+    install_connection_guard(ConnectionLimits(settings.header_timeout_s, settings.body_timeout_s,
+                                              settings.connections, 8 * settings.connections, settings.trust_proxy.on))
     # Gradio keeps a copy of the page's configuration for each of the last state_session_capacity
     # sessions (about 0.1 MB each here; 10,000 by default, so a public Space would grow by a gigabyte).
-    return {"server_name": settings.host, "server_port": settings.port, "show_error": True,
+    # System fonts only: the default theme's web font lacks the title's bold weight, so the browser mixed
+    # two fonts in it, and a public page should fetch nothing from elsewhere.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    return {"server_name": settings.host, "server_port": settings.port, "show_error": True, "theme": theme,
             "state_session_capacity": settings.sessions, "max_file_size": 1,
             "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=settings.max_body)]}}
 
@@ -263,7 +271,7 @@ def _stop(*_) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description="The face studio: a Gradio app on "
                                 "http://HOST:PORT/, the in-browser page at /edge/. Every setting can also come "
-                                "from the environment (README: The app and its API); a flag wins.")
+                                "from the environment (docs/app.md); a flag wins.")
     p.add_argument("--host", help="address to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (GRADIO_SERVER_PORT; default 7860)")
     p.add_argument("--model", help="default model: a shipped name or an .onnx path (ANIME_GAN_MODEL)")
@@ -284,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     memory.start_trimmer()
     try:
         settings = Settings.from_env()
-        registry = Registry(device=settings.device, default=settings.model)
+        # Every run on half the cores: heavy work (one at a time, demo/jobs.py) leaves the rest to single faces.
+        registry = Registry(device=settings.device, default=settings.model, threads=max(1, (os.cpu_count() or 2) // 2))
         failed = registry.load_all()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

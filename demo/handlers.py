@@ -7,6 +7,7 @@ slider gets the same one-line message as a number out of range. Rejected request
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import secrets
@@ -19,10 +20,10 @@ from PIL import Image
 from core import limits
 from core.errors import UserError, quote
 from core.images import make_grid, upscale
-from core.limits import LIMITS, MORPH_SCALE
+from core.limits import FACE, LIMITS, MORPH_SCALE
 from core.seeds import MAX_SEED, check_int, check_psi, check_seed, check_span, parse_seeds
-from demo import memory
-from demo.jobs import HEAVY, job_alive
+from demo import costs, memory
+from demo.jobs import LANE, job_alive
 from demo.sweeper import WorkDir
 from runtime.registry import Registry
 from runtime.writers import WRITERS, animation_formats
@@ -36,18 +37,26 @@ STRIP_SPAN, STRIP_STEPS = 3.0, 7
 class Endpoint:
     handler: str        # Handlers method
     group: str          # concurrency group: single faces never wait behind heavy work
+    rule: costs.Rule    # inputs a caller must send, and what a request costs (demo/costs.py)
     public: bool = True  # an API endpoint (else a UI-only event)
 
 
 # api name -> endpoint; the layout wires each button to its entry, so names, handlers and limits live here.
 ENDPOINTS: dict[str, Endpoint] = {
-    "face": Endpoint("face", "small"), "random_face": Endpoint("random_face", "small"),
-    "grid": Endpoint("grid", "grid"), "zip": Endpoint("zip", "zip"), "morph": Endpoint("morph", "morph"),
-    "steer": Endpoint("steer", "small"), "strip": Endpoint("strip", "small"),
-    "steer_sliders": Endpoint("steer_sliders", "small", public=False), "about": Endpoint("about", "small", public=False),
+    "face": Endpoint("face", "small", costs.Rule(2, costs.one)),
+    "random_face": Endpoint("random_face", "small", costs.Rule(1, costs.one)),
+    "grid": Endpoint("grid", "grid", costs.Rule(4, costs.grid)),
+    "zip": Endpoint("zip", "zip", costs.Rule(3, costs.zip_count)),
+    "morph": Endpoint("morph", "morph", costs.Rule(4, costs.morph)),
+    "steer": Endpoint("steer", "small", costs.Rule(3, costs.one)),
+    "strip": Endpoint("strip", "small", costs.Rule(3, costs.strip)),
+    "steer_sliders": Endpoint("steer_sliders", "small", costs.Rule(3, costs.one), public=False),
+    "about": Endpoint("about", "small", costs.Rule(0, lambda data: 0), public=False),
 }
 GROUPS = {"small": 8, "grid": 4, "zip": 1, "morph": 1}   # concurrency limit per group
-HEAVY_GROUPS = ("zip", "morph")                           # one at a time, for real (demo/jobs.py)
+HEAVY_GROUPS = ("zip", "morph")                           # always heavy; large grids are heavy by their cost
+COSTING = costs.Costing({e.handler: e.rule for e in ENDPOINTS.values()}, HEAVY_GROUPS,
+                        {e.handler: e.group for e in ENDPOINTS.values()})
 
 
 def rejects(endpoint: str, work: WorkDir | None = None) -> Callable:
@@ -100,13 +109,16 @@ class Handlers:
         limits.check_grid(r, c)
         check_span(s0, r * c)
         seeds = list(range(s0, s0 + r * c))
-        img, cells = self.models.get(model).grid(seeds, c, p, cls=face_class)
+        engine = self.models.get(model)
+        engine.class_ids(seeds[:1], face_class)
+        heavy = r * c >= costs.HEAVY  # a large grid takes the heavy lane like a zip (demo/costs.py)
+        with LANE.slot() if heavy else contextlib.nullcontext():
+            img, _ = engine.grid(seeds, c, p, cls=face_class)
         path = WRITERS[".png"].write(img, self.work.new(f"grid_{s0}_{r}x{c}", ".png"))
-        gallery = [(Image.fromarray(f), f"seed {s}") for s, f in zip(seeds, cells)]
-        layout = (f"Cell (row i, column j) holds seed **{s0} + {c}·i + j** (from 0): seeds {s0}–{seeds[-1]}"
-                  f"{_class_note(face_class)}.")
+        layout = (f"**{r}x{c} faces**: the cell in row i, column j (from 0) holds seed **{s0} + {c}·i + j**, "
+                  f"seeds {s0}–{seeds[-1]}{_class_note(face_class)}. The PNG below has 64 px cells.")
         memory.release()
-        return upscale(img, 2 if max(r, c) > 8 else 4), str(path), gallery, layout
+        return upscale(img, 2 if max(r, c) > 8 else 4), str(path), layout
 
     def zip(self, count, start, psi, model=None, face_class=None, progress=gr.Progress()):
         n = check_int(count, "count", 1, self.max_count)
@@ -115,7 +127,8 @@ class Handlers:
         engine = self.models.get(model)
         engine.class_ids([s0], face_class)
         path = self.work.new(f"faces_{s0}-{s0 + n - 1}", ".zip")
-        with HEAVY["zip"].slot():  # held until the work ends, even when the request is cancelled
+        progress(0, desc="waiting for the heavy lane")
+        with LANE.slot():  # held until the work ends, even when the request is cancelled
             progress(0, desc="generating")
             r = WRITERS[".zip"].write(engine, range(s0, s0 + n), path, p, 64,
                                       lambda done, total: progress(done / total, desc=f"{done}/{total} faces"),
@@ -134,18 +147,20 @@ class Handlers:
         total = limits.check_morph(len(seeds), n, MORPH_SCALE)
         engine = self.models.get(model)
         engine.class_ids(seeds[:1], face_class)
-        with HEAVY["morph"].slot():
-            progress(0, desc=f"generating {total} frames")
+        progress(0, desc=f"waiting for the heavy lane ({total} frames to make)")  # shown from the first second
+        with LANE.slot():
+            progress(0.05, desc=f"generating {total} frames")
             imgs = engine.morph(seeds, n, p, cls=face_class)
             if not job_alive():
                 raise UserError("cancelled")
             progress(0.5, desc=f"encoding {total} frames as {fmt.upper()}")
             path = WRITERS["." + fmt].write(imgs, self.work.new("morph_" + "-".join(map(str, seeds)), f".{fmt}"),
                                             scale=MORPH_SCALE)
-        gallery = [(Image.fromarray(im), f"frame {i}") for i, im in enumerate(imgs)]
         del imgs
         memory.release()
-        return str(path), str(path), gallery
+        caption = (f"**Morph of seeds {' → '.join(map(str, seeds))}**{_class_note(face_class)}: {total} frames "
+                   f"({n} per step), {fmt.upper()}, {FACE * MORPH_SCALE} px, psi {p:g}, {path.stat().st_size / 1e6:.1f} MB.")
+        return str(path), str(path), caption
 
     # ------------------------------------------------------------------ steering
 
@@ -167,8 +182,13 @@ class Handlers:
         faces = engine.strip(s, direction, p, span=STRIP_SPAN, steps=STRIP_STEPS)
         img = Image.fromarray(make_grid(faces, cols=len(faces)))
         path = WRITERS[".png"].write(img, self.work.new(f"strip_{s}_{direction}", ".png"))
-        return upscale(img, 2), str(path), (f"**Seed {s}** along `{direction}`, from {-STRIP_SPAN:g} to "
-                                            f"{STRIP_SPAN:+g} in {len(faces)} steps")
+        return upscale(img, 2), str(path), (f"**Seed {s}** along {engine.directions.describe(direction)}; from "
+                                            f"{-STRIP_SPAN:g} to {STRIP_SPAN:+g} in {len(faces)} steps")
+
+    def slider_label(self, name: str) -> str:
+        """A slider's label: the direction's name, or for a principal one, marked as unnamed."""
+        d = self._slider_directions
+        return d.label(name) if d else name
 
     @functools.cached_property
     def slider_names(self) -> list[str]:
@@ -180,8 +200,11 @@ class Handlers:
             except UserError:
                 continue
             if d:
+                self._slider_directions = d
                 return d.named() + d.principal()
         return []
+
+    _slider_directions = None  # the Directions the sliders were made from
 
     # ------------------------------------------------------------------ the model card
 
@@ -222,6 +245,8 @@ class Handlers:
         ]
         if entry.card.get("notes"):
             lines.append(f"- Notes: {entry.card['notes']}")
+        if entry.card.get("terms"):
+            lines.append(f"- Terms: {entry.card['terms']}")
         if c["model_card"]:
             lines.append(f"\n{c['model_card']}")
         return "\n".join(lines)

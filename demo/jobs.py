@@ -3,7 +3,7 @@
 Gradio runs a handler in a worker thread. When a client cancels a running request, Gradio frees the
 request's concurrency slot at once, but Python cannot stop the thread: the work goes on, and the
 next queued zip starts beside it (a storm of cancels ran 23 zips at once, about 1 GB). So the heavy
-handlers also hold a slot of their own (`Gate.slot`), released only when their work really ends,
+handlers also hold a slot of the one heavy lane (`LANE.slot`), released only when their work really ends,
 and check before every batch whether Gradio still counts their request as running and its client has
 not cancelled it (`job_alive`, `watch_cancels`): a cancelled zip stops within one batch however early
 the cancel comes, and a cancelled job waiting for the slot gives up at once.
@@ -77,4 +77,6 @@ class Gate:
             self._sem.release()
 
 
-HEAVY = {"zip": Gate(1), "morph": Gate(1)}
+# The heavy lane: zips, morphs and large grids run one at a time, whatever their endpoint, so heavy work
+# takes at most the half of the cores one run may use (demo/app.py), and single faces keep the rest.
+LANE = Gate(1)

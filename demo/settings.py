@@ -1,4 +1,4 @@
-"""The app's settings, read once from the environment (README: "The app and its API")."""
+"""The app's settings, read once from the environment (docs/app.md)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.limits import LIMITS
+from demo.visitors import ProxyTrust
 
 
 def _int(name: str, default: int, lo: int, hi: int) -> int:
@@ -21,15 +22,6 @@ def _int(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _flag(name: str, default: bool) -> bool:
-    raw = (os.environ.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw not in ("0", "1", "true", "false", "yes", "no"):
-        raise UserError(f"{name} must be 1 or 0, got {raw[:20]!r}")
-    return raw in ("1", "true", "yes")
-
-
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -39,12 +31,16 @@ class Settings:
     max_count: int = LIMITS.zip_faces   # ANIME_GAN_MAX_COUNT: faces per zip, at most the limit
     file_ttl_s: int = 900           # ANIME_GAN_FILE_TTL: seconds a made file stays downloadable
     queue: int = 64                 # ANIME_GAN_QUEUE: requests waiting at most
-    sessions: int = 256             # ANIME_GAN_SESSIONS: recent sessions whose Gradio state stays in memory
+    sessions: int = 64              # ANIME_GAN_SESSIONS: recent sessions whose Gradio state stays in memory (~0.2 MB each)
     max_body: int = 64 * 1024       # ANIME_GAN_MAX_BODY: bytes of one request body (every input fits in far less)
     per_client: int = 8             # ANIME_GAN_PER_CLIENT: requests waiting or running per visitor
-    per_client_heavy: int = 2       # ANIME_GAN_PER_CLIENT_HEAVY: zips and morphs waiting or running per visitor
-    trust_proxy: bool = False       # ANIME_GAN_TRUST_PROXY: visitors by X-Forwarded-For (on by default in a Space)
+    per_client_heavy: int = 2       # ANIME_GAN_PER_CLIENT_HEAVY: zips, morphs and large grids per visitor
+    per_client_cost: int = 2048     # ANIME_GAN_PER_CLIENT_COST: faces' worth of work per visitor (demo/costs.py)
+    trust_proxy: ProxyTrust = ProxyTrust()  # ANIME_GAN_TRUST_PROXY: 0, 1 (private proxy) or hops=N (demo/visitors.py)
     workdir: str | None = None      # ANIME_GAN_WORKDIR: where made files go (default: inside GRADIO_TEMP_DIR)
+    header_timeout_s: int = 10      # ANIME_GAN_HEADER_TIMEOUT: seconds a request's headers may take (demo/connections.py)
+    body_timeout_s: int = 30        # ANIME_GAN_BODY_TIMEOUT: seconds a request's body may take after its headers
+    connections: int = 128          # ANIME_GAN_CONNECTIONS: open connections per address (8x that in all)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -58,5 +54,11 @@ class Settings:
                    max_body=_int("ANIME_GAN_MAX_BODY", cls.max_body, 1024, 16 * 2**20),
                    per_client=_int("ANIME_GAN_PER_CLIENT", cls.per_client, 1, 1000),
                    per_client_heavy=_int("ANIME_GAN_PER_CLIENT_HEAVY", cls.per_client_heavy, 1, 100),
-                   trust_proxy=_flag("ANIME_GAN_TRUST_PROXY", "SPACE_ID" in e),
-                   workdir=e.get("ANIME_GAN_WORKDIR") or None)
+                   # at least the largest single request (a zip of 1,000 faces), or it could never run
+                   per_client_cost=_int("ANIME_GAN_PER_CLIENT_COST", cls.per_client_cost, 1024, 1_000_000),
+                   # Every Space sets SPACE_ID; its visitors arrive through the Space's proxies.
+                   trust_proxy=ProxyTrust.parse(e.get("ANIME_GAN_TRUST_PROXY"), "private" if "SPACE_ID" in e else "off"),
+                   workdir=e.get("ANIME_GAN_WORKDIR") or None,
+                   header_timeout_s=_int("ANIME_GAN_HEADER_TIMEOUT", cls.header_timeout_s, 1, 3600),
+                   body_timeout_s=_int("ANIME_GAN_BODY_TIMEOUT", cls.body_timeout_s, 1, 3600),
+                   connections=_int("ANIME_GAN_CONNECTIONS", cls.connections, 4, 100_000))

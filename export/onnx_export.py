@@ -18,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from core.dataset import data_record
 from core.errors import UserError
 from core.files import atomic_write
 from core.ort import open_session, usable_devices
@@ -170,8 +171,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
         "recipe_description": r.get("description", ""), "epochs": str(card.get("epochs") if card.get("epochs") is not None else ""),  # none for a distillation
         "steps": str(card.get("steps", "")), "train_seconds": str(card.get("seconds", "")),
         "hardware": str(card.get("hardware", "")), "weights": str(card.get("weights", "")),
-        "dataset": json.dumps({k: v for k, v in card.get("dataset", {}).items() if k != "path"}
-                              | {"name": Path(str(card.get("dataset", {}).get("path", ""))).name}),
+        "dataset": json.dumps(data_record(card.get("dataset", {}))),
         "latent_rule": LATENT_RULE, "variant": variant, "exporter": f"anime-gan export {EXPORTER_VERSION}",
         "torch": torch.__version__, "parity": json.dumps(rows), "model_card": card.get("model_card", ""),
         "g_parameters": str(parameters), "classes": json.dumps(list(card.get("classes") or [])),

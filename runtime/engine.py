@@ -81,14 +81,15 @@ class Engine:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto") -> "Engine":
-        """model: a path (default: the shipped generator). device: auto | cpu | cuda."""
+    def load(cls, model: str | Path | None = None, device: str = "auto", threads: int = 0) -> "Engine":
+        """model: a path (default: the shipped generator). device: auto | cpu | cuda. threads: CPU
+        threads per run (0: onnxruntime's choice, every core; a server leaves some to other requests)."""
         path = Path(model or DEFAULT_MODEL)
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         if path.stat().st_size == 0:
             raise EngineError(f"model file is empty: {path}")
-        s = open_session(path, device)
+        s = open_session(path, device, threads)
         z_dim, conditional = cls._check_io(s.session, path)
         meta = dict(s.session.get_modelmeta().custom_metadata_map)
         if "z_dim" in meta and meta["z_dim"] != str(z_dim):

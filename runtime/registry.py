@@ -17,6 +17,7 @@ from runtime.engine import DEFAULT_MODEL, MODELS_DIR, Engine
 
 MODEL_ENV = "ANIME_GAN_MODEL"      # a model name or a path to an .onnx file
 DEFAULT_NAME = DEFAULT_MODEL.stem  # "generator"
+BROWSER_DEFAULT = "generator-w64"  # the in-browser page's first model: the default's faces at a quarter of the size
 
 
 @dataclass
@@ -39,8 +40,8 @@ def _read_card(path: Path) -> dict:
 
 
 class Registry:
-    def __init__(self, folder: Path = MODELS_DIR, device: str = "auto", default: str | None = None):
-        self.folder, self.device = Path(folder), device
+    def __init__(self, folder: Path = MODELS_DIR, device: str = "auto", default: str | None = None, threads: int = 0):
+        self.folder, self.device, self.threads = Path(folder), device, threads
         self.entries: dict[str, Entry] = {p.stem: Entry(p.stem, p, _read_card(p))
                                           for p in sorted(Path(folder).glob("*.onnx"))}
         wanted = default if default is not None else os.environ.get(MODEL_ENV)
@@ -75,6 +76,15 @@ class Registry:
                 seen.update((str(c), None) for c in classes)
         return list(seen)
 
+    def index(self, browser_default: str = BROWSER_DEFAULT) -> dict:
+        """The menu for the in-browser page (demo/models/index.json; the app serves it too): it cannot
+        list a folder. No model is loaded: sizes from the files, the rest from the cards."""
+        entries = [{"name": e.name, "label": e.label, "variant": e.card.get("variant", "?"),
+                    "bytes": e.path.stat().st_size, "classes": e.card.get("classes") or []}
+                   for e in sorted(self.entries.values(), key=lambda e: e.name) if e.path.parent == self.folder]
+        names = [e["name"] for e in entries]
+        return {"models": entries, "browser_default": browser_default if browser_default in names else (names or [None])[0]}
+
     def names(self) -> list[str]:
         """Menu order: the default first, then the others by name."""
         return [self.default] + [n for n in self.entries if n != self.default]
@@ -99,7 +109,7 @@ class Registry:
             if name in self.errors:
                 raise UserError(self.errors[name])
             try:
-                engine = Engine.load(self.entries[name].path, self.device)
+                engine = Engine.load(self.entries[name].path, self.device, self.threads)
             except UserError as exc:
                 self.errors[name] = f"model {name!r} could not be loaded: {shorten(exc, 240)}"
                 raise UserError(self.errors[name]) from None

@@ -2,11 +2,11 @@
 images of each, to judge by eye how many a person would put in that class), or of a conditional
 model (one row per class, the same seeds in every row).
 
-    python -m scripts.class_grids --data ../shared/data/anime-faces-64.zip --out build/classes
+    python -m scripts.class_grids --data data/anime-faces-64.zip --out build/classes
     python -m scripts.class_grids --model demo/models/cgan-w64.onnx --out docs/models/cgan-w64/classes.png
 
 The real images' grids hold training images, so they go to an ignored folder (build/) and are never
-committed; README's table gives the counts and the shares judged from these grids.
+committed; docs/conditional.md gives the counts and the shares judged from these grids.
 """
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
 """Write a model's card (demo/models/NAME.json) from its run and its measurements, and print the
-README's comparison table from every card and report under docs/models/.
+tables of docs/experiments.md, README.md and demo/models/README.md from the cards.
 
     python -m scripts.model_card card --run runs/best --build build/best --variant fp16 \\
         --label "H200 best" --notes "..." --out demo/models/generator.json
-    python -m scripts.model_card table          # markdown rows for README's comparison
+    python -m scripts.model_card table --write  # every measured model: docs/experiments.md's table
+    python -m scripts.model_card menu --write   # the shipped models: README's and demo/models/README.md's table
     python -m scripts.model_card figure         # docs/models/comparison.png: every model's seeds 0-63
     python -m scripts.model_card figure --picture losses.png --out docs/models/losses.png
     python -m scripts.model_card curve --run runs/cgan-transfer --out docs/models/cgan-transfer/evals.png
     python -m scripts.model_card tradeoff docs/models/cgan-transfer/*.csv --out docs/models/cgan-transfer/tradeoff.png
 
-A card holds what the app's About tab and the README show: recipe, architecture and size, training
+A card holds what the app's About tab and the model tables show: recipe, architecture and size, training
 (epochs, steps, wall time, hardware, data), FID-5k with its floor, duplicates, memorisation and the
 parity of every variant, and notes on what differs from a plain run.
 """
@@ -20,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.dataset import data_record
 from core.errors import UserError, command, require
 from core.figures import pyplot, save_figure
 from core.files import atomic_write_text, sha256_file
@@ -27,6 +29,21 @@ from core.files import atomic_write_text, sha256_file
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("fp32", "fp16", "int8")
+# The Anime Face Dataset's terms, which every model trained on it carries (docs/data.md, README "License").
+ANIME_TERMS = ("Trained on the Anime Face Dataset (character art from getchu.com), whose terms say it should only be "
+               "used for educational purposes; the art belongs to its artists and publishers. Use this model and the "
+               "faces it makes for learning, research and demonstration. The code's MIT license does not cover them.")
+
+
+def terms_for(dataset: dict, given: str | None = None) -> str:
+    """What a card says about the weights' terms: as given, the Anime Face Dataset's for a model trained on
+    it (a copy of it or a distillation of such a model), else a reminder that the data's own terms apply."""
+    if given:
+        return given
+    name = str(dataset.get("name", ""))
+    if not name or "anime" in name.lower():
+        return ANIME_TERMS
+    return f"Trained on {name}: the terms of that data apply to this model and the faces it makes."
 
 
 def _suffix(variant: str) -> str:
@@ -53,21 +70,21 @@ def evaluation(report: dict) -> dict:
     return out
 
 
-def make_card(run: Path, build: Path, variant: str, label: str, notes: str, shipped: Path | None) -> dict:
+def make_card(run: Path, build: Path, variant: str, label: str, notes: str, shipped: Path | None,
+              terms: str | None = None) -> dict:
     info = json.loads((run / "generator.json").read_text())
     parity = _json(build / "parity.json") or {"variants": []}
     evals = {v: evaluation(r) for v in VARIANTS if (r := _json(build / f"eval{_suffix(v)}.json"))}
     onnx = build / f"generator{_suffix(variant)}.onnx"
     card = {
-        "label": label, "variant": variant, "notes": notes,
+        "label": label, "variant": variant, "notes": notes, "terms": terms_for(data_record(info.get("dataset", {})), terms),
         "file_bytes": (shipped or onnx).stat().st_size, "sha256": sha256_file(shipped or onnx),
         "arch": info["arch"], "g_parameters": info.get("g_parameters"),
         "classes": info.get("classes") or [], "class_counts": info.get("class_counts") or [],  # the browser page reads them
         "recipe": info["recipe"], "weights": info.get("weights"),
         **({"class_strength": info["class_strength"]} if "class_strength" in info else {}),
         "training": {k: info.get(k) for k in ("epochs", "steps", "seconds", "hardware", "speed", "torch", "seed")},
-        "dataset": {k: v for k, v in info.get("dataset", {}).items() if k != "path"}
-                   | {"name": Path(str(info.get("dataset", {}).get("path", ""))).name},
+        "dataset": data_record(info.get("dataset", {})),
         "fid": {k: evals[variant][k] for k in ("fid", "floor", "protocol")} if variant in evals else None,
         "evaluation": evals,
         "parity": {v["variant"]: {"max_abs": max(r["max_abs"] for r in v["parity"]),
@@ -81,8 +98,9 @@ def make_card(run: Path, build: Path, variant: str, label: str, notes: str, ship
     return card
 
 
-def table(docs: Path = ROOT / "docs" / "models") -> str:
-    """One markdown row per measured model (docs/models/NAME/card.json), best FID first."""
+def table(docs: Path = ROOT / "docs" / "models", prefix: str = "models") -> str:
+    """One markdown row per measured model (docs/models/NAME/card.json), best FID first; pictures are
+    linked as `prefix`/NAME/... (relative to the page that shows the table)."""
     shipped = {json.loads(p.read_text()).get("sha256"): p.stem for p in (ROOT / "demo" / "models").glob("*.json")
                if not p.name.endswith(".directions.json")}
     rows = []
@@ -98,10 +116,28 @@ def table(docs: Path = ROOT / "docs" / "models") -> str:
             f"{t['seconds'] / 60:.1f} min, {t['hardware']} | "
             + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} | {e['duplicates_near']} | {100 * e['memorisation_rate']:.1f} % |"
                if e else "- | - | - | - | - |")
-            + f" [grid](docs/models/{path.parent.name}/samples.png), [losses](docs/models/{path.parent.name}/losses.png) |")))
+            + f" [grid]({prefix}/{path.parent.name}/samples.png), [losses]({prefix}/{path.parent.name}/losses.png) |")))
     head = ("| run | in the app | recipe (G) | G parameters | file | epochs | steps | training | FID-5k | "
             "KID x10^3 | precision / recall | near duplicates of 1,000 | memorisation | pictures |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def menu_table(models: Path = ROOT / "demo" / "models", default: str = "generator") -> str:
+    """One markdown row per shipped model (demo/models/NAME.json, the menu cards), best FID first."""
+    rows = []
+    for onnx in sorted(models.glob("*.onnx")):
+        path = onnx.with_suffix(".json")
+        if not path.is_file():
+            continue
+        c = json.loads(path.read_text())
+        e = (c.get("evaluation") or {}).get(c["variant"]) or {}
+        accuracy = f"; {100 * e['class_accuracy']:.1f} % of faces of the asked-for class" if "class_accuracy" in e else ""
+        name = f"`{path.stem}`" + (" (default)" if path.stem == default else "")
+        rows.append((e.get("fid", 1e9), f"| {name} | {c['label']}{accuracy} | {c['variant']}, "
+                     f"{c['file_bytes'] / 2**20:.1f} MiB | " + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} |" if e else "- | - | - |")))
+    head = ("| name | what | file | FID-5k | KID x10^3 | precision / recall |\n"
+            "| --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows)])
 
 
@@ -223,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--label", required=True, help="the name shown in the app's model menu")
     c.add_argument("--notes", default="", help="what differs from a plain run of the recipe")
     c.add_argument("--shipped", type=Path, help="the shipped .onnx (its size and sha256 go in the card)")
+    c.add_argument("--terms", help="under what terms the weights may be used (default: from the training data)")
     c.add_argument("--out", type=Path, required=True)
-    sub.add_parser("table")
+    tb = sub.add_parser("table", help="every measured model under docs/models/ (docs/experiments.md's table)")
+    tb.add_argument("--write", action="store_true", help="fill the table in docs/experiments.md instead of printing it")
+    mt = sub.add_parser("menu", help="the shipped models (README's and demo/models/README.md's table)")
+    mt.add_argument("--write", action="store_true", help="fill the tables in README.md and demo/models/README.md")
     f = sub.add_parser("figure")
     f.add_argument("--out", type=Path, default=ROOT / "docs" / "models" / "comparison.png")
     f.add_argument("--picture", default="samples.png", choices=["samples.png", "losses.png"])
@@ -247,14 +287,28 @@ def main(argv: list[str] | None = None) -> int:
         curve(a.run / "evals.csv", a.out)
         print(f"wrote {a.out}")
         return 0
-    if a.cmd == "table":
-        print(table())
+    if a.cmd in ("table", "menu"):
+        from scripts.doc_blocks import replace_block
+
+        pages = ({ROOT / "docs" / "experiments.md": ("runs", table(prefix="models"))} if a.cmd == "table" else
+                 {ROOT / "README.md": ("models", menu_table()), ROOT / "demo" / "models" / "README.md": ("models", menu_table())})
+        for page, (block, text) in pages.items():
+            if not a.write:
+                print(text)
+                break
+            print(f"{page.relative_to(ROOT)}: {'updated' if replace_block(page, block, text) else 'unchanged'}")
+        if a.cmd == "menu" and a.write:
+            from runtime.registry import Registry
+
+            index = Registry(ROOT / "demo" / "models").index()
+            atomic_write_text(ROOT / "demo" / "models" / "index.json", json.dumps(index, indent=2) + "\n")
+            print("demo/models/index.json: written")
         return 0
     if a.cmd == "figure":
         figure(a.out, a.picture)
         print(f"wrote {a.out}")
         return 0
-    card = make_card(a.run, a.build, a.variant, a.label, a.notes, a.shipped)
+    card = make_card(a.run, a.build, a.variant, a.label, a.notes, a.shipped, a.terms)
     atomic_write_text(a.out, json.dumps(card, indent=2) + "\n", make_parents=True)
     print(f"card: {a.out} (FID {card['fid']['fid'] if card['fid'] else 'not measured'})")
     return 0

@@ -1,4 +1,4 @@
-"""Screenshot of the app with the shipped model for the README (needs Debian's chromium + playwright).
+"""Screenshot of the app with the shipped model for the docs (needs Debian's chromium + playwright).
 
     python -m scripts.screenshot_app            # -> docs/app.png, seed 42 in the Face tab
 """

@@ -9,14 +9,23 @@
 # side by side) and docs/models/RUN/ (card.json, samples.png = seeds 0-63, losses.png, the reports).
 # With SHIP=1 the chosen variant becomes demo/models/NAME.onnx with its card demo/models/NAME.json
 # and its steering directions demo/models/NAME.directions.json: the app and the CLI list it from
-# there. SKIP_EVAL=1 reuses reports already in build/RUN/.
+# there. SKIP_EVAL=1 reuses reports already in build/RUN/. DATA names the real faces the evaluation
+# compares with (default data/anime-faces-64.zip; docs/data.md says how to get them).
 set -euo pipefail
 RUN=${1:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
 NAME=${2:?usage: ship_model.sh RUN_DIR NAME [VARIANT] [LABEL] [NOTES]}
 VARIANT=${3:-fp16}
 LABEL=${4:-$NAME}
 NOTES=${5:-}
-DATA=${DATA:-../shared/data/anime-faces-64.zip}
+DATA=${DATA:-data/anime-faces-64.zip}
+if [ ! -f "$RUN/Generator.pth" ] || [ ! -f "$RUN/generator.json" ]; then
+  echo "error: $RUN is not a run folder (no Generator.pth and generator.json): train one with python -m trainer.train" >&2
+  exit 2
+fi
+if [ "${SKIP_EVAL:-0}" != 1 ] && [ ! -e "$DATA" ]; then
+  echo "error: no data at $DATA for the evaluation: set DATA=PATH (docs/data.md), or SKIP_EVAL=1 with reports in build/" >&2
+  exit 2
+fi
 B=build/$(basename "$RUN")
 D=docs/models/$(basename "$RUN")
 mkdir -p "$B" "$D"
@@ -51,4 +60,7 @@ if [ -f "$RUN/evals.csv" ]; then  # evaluations during the run (--eval-every): t
 fi
 python -m demo.generate --model "$SRC" --count 64 --grid 8x8 --out "$D/samples.png" --quiet
 echo "documented $RUN in $D"
-if [ "${SHIP:-0}" = 1 ]; then echo "shipped demo/models/$NAME.onnx"; fi
+if [ "${SHIP:-0}" = 1 ]; then
+  python -m scripts.model_card menu --write   # README's and demo/models/README.md's tables, the page's menu
+  echo "shipped demo/models/$NAME.onnx"
+fi

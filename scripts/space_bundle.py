@@ -3,12 +3,12 @@
     python -m scripts.space_bundle --out build/space
     hf upload YOUR_NAME/anime-face-studio build/space . --repo-type space   # huggingface_hub's CLI
 
-A Space runs `python app.py` (README.md's front matter says so) after `pip install -r requirements.txt`:
-it needs app.py, README.md, requirements.txt, the torch-free packages the app imports (core/,
-runtime/, demo/) and the shipped models (demo/models/). It must not get the training data, run
-folders, checkpoints or anything derived from the images: the bundle is built from an allow-list and
-checked for images before it is written. `hf upload` sends files over 10 MB (the default model) by
-Xet/LFS itself, so no .gitattributes is needed.
+A Space runs `python app.py` after `pip install -r requirements.txt`: it gets app.py, the torch-free
+packages the app imports (core/, runtime/, demo/, with the shipped models), requirements.txt without
+the editable install, LICENSE, and a README made for the Space (README.md's front matter, what the
+Space is, its API, the terms, and the one picture it shows, carried along). Never the training data,
+run folders, checkpoints or anything made from the images: the bundle is built from an allow-list
+and checked for images and archives before anything is written (docs/space.md).
 """
 from __future__ import annotations
 
@@ -21,9 +21,34 @@ from pathlib import Path
 from core.errors import UserError, command
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("app.py", "README.md", "requirements.txt")
+FILES = ("app.py", "requirements.txt", "LICENSE")
+PICTURE = ROOT / "docs" / "app.png"  # the one picture the Space's README shows (a screenshot, no training image)
+SPACE_README = """
+# Anime Face Studio
+
+Anime faces from seeds with a small GAN: one face, a grid, 1,000 faces in a zip, a morph between
+seeds, steering (hair colour, brightness, ...) and a conditional model that draws the hair colour
+you ask for. Seed 42 is the same face every time. The in-browser page at `/edge/` makes faces on
+your own device.
+
+![The app](app.png)
+
+Every tab is an API endpoint:
+
+```python
+from gradio_client import Client
+c = Client("YOUR_NAME/anime-face-studio")
+big, png, caption = c.predict(42, 1.0, api_name="/face")                    # seed, psi
+big, png, caption = c.predict(42, 1.0, "cgan", "blonde", api_name="/face")  # a model's name, a class
+```
+
+The code is under the MIT license (LICENSE). The models were trained on the Anime Face Dataset,
+character art whose dataset terms say it is for educational use only: use the models and their
+faces for learning, research and demonstration. Each model's card (the About tab) says how it was
+made and how well it scores.
+"""
 PACKAGES = ("core", "runtime", "demo")
-SKIP = ("__pycache__", "node_modules", "package-lock.json", "package.json")
+SKIP = ("__pycache__", "node_modules", "package-lock.json", "package.json", "README.md")  # READMEs link the repository
 DATA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".zip", ".pt", ".pth", ".npz")
 
 
@@ -36,10 +61,23 @@ def bundle_files() -> list[Path]:
 
 
 def space_requirements(text: str) -> str:
-    """requirements.txt without the line that installs this project (`-e .`): a Space runs only
-    `python app.py` from its root, where the packages import as they are, and the bundle carries no
-    pyproject.toml for pip to build."""
-    return "".join(line for line in text.splitlines(keepends=True) if line.strip() not in ("-e .", "."))
+    """requirements.txt without the editable install of this project and the comments about it: a
+    Space runs `python app.py` from its root, where the packages import as they are, and the bundle
+    carries no pyproject.toml for pip to build."""
+    def about_editable(line: str) -> bool:
+        low = line.lower()
+        return line.lstrip().startswith("#") and any(w in low for w in ("editable", "repository's root", "-e ."))
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if line.strip() not in ("-e .", ".") and not about_editable(line))
+
+
+def space_readme() -> str:
+    """README.md's front matter (what the Space runs, its license) and the Space's own page."""
+    text = (ROOT / "README.md").read_text()
+    if not text.startswith("---\n"):
+        raise UserError("README.md has no front matter: a Space needs it (sdk, app_file, license)")
+    front = text[:text.index("\n---\n", 4) + 5]
+    return front + SPACE_README
 
 
 def build(out: Path) -> dict:
@@ -52,10 +90,13 @@ def build(out: Path) -> dict:
     for p in files:
         dst = out / p.relative_to(ROOT)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if p.name == "requirements.txt":
+        if p.name == "requirements.txt" and p.parent == ROOT:
             dst.write_text(space_requirements(p.read_text()))
         else:
             shutil.copy2(p, dst)
+    (out / "README.md").write_text(space_readme())
+    shutil.copy2(PICTURE, out / PICTURE.name)
+    files += [out / "README.md", out / PICTURE.name]
     return {"out": str(out), "files": len(files), "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1),
             "models": sorted(p.name for p in files if p.suffix == ".onnx")}
 

@@ -1,4 +1,4 @@
-"""README's steering figure: one row of faces per direction, from -3 to +3, for one seed.
+"""The steering figure (docs/steering.png): one row of faces per direction, from -3 to +3, for one seed.
 
     python -m scripts.steering_figure                       # default model, seed 42 -> docs/steering.png
     python -m scripts.steering_figure --model edge-w64 --seed 7 --out steer.png

@@ -41,13 +41,21 @@ def test_every_endpoint_switches_models_by_name(served):
     other = registry.get("small-resnet")
     _, png, _ = client.predict(42, 1.0, "small-resnet", api_name="/face")
     np.testing.assert_array_equal(np.asarray(Image.open(png)), other.faces([42])[0])
-    _, grid_png, cells, _ = client.predict(3, 1, 2, 1.0, "small-resnet", api_name="/grid")
-    np.testing.assert_array_equal(np.asarray(Image.open(cells[1]["image"])), other.faces([4])[0])
+    _, grid_png, _ = client.predict(3, 1, 2, 1.0, "small-resnet", api_name="/grid")
+    np.testing.assert_array_equal(cell(grid_png, 0, 1), other.faces([4])[0])
     path, _ = client.predict(2, 0, 1.0, "small-resnet", api_name="/zip")
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("manifest.json"))["model"] == "small-resnet.onnx"
-    _, _, frames = client.predict("3,7", 2, "gif", 1.0, "small-resnet", api_name="/morph")
-    np.testing.assert_array_equal(np.asarray(Image.open(frames[0]["image"])), other.faces([3])[0])
+    _, download, caption = client.predict("3,7", 2, "gif", 1.0, "small-resnet", api_name="/morph")
+    with Image.open(download) as im:
+        first = np.asarray(im.convert("RGB"))
+    assert first.shape == (256, 256, 3) and "3 → 7" in caption
+
+
+def cell(grid_png: str, row: int, col: int) -> np.ndarray:
+    """One 64 px face from a grid PNG (cells 66 px apart, 2 px border)."""
+    g = np.asarray(Image.open(grid_png).convert("RGB"))
+    return g[2 + 66 * row:66 + 66 * row, 2 + 66 * col:66 + 66 * col]
 
 
 def test_a_broken_model_is_reported_and_the_others_keep_working(served):
@@ -61,13 +69,16 @@ def test_a_broken_model_is_reported_and_the_others_keep_working(served):
     assert client.predict(42, 1.0, api_name="/face")[2].startswith("**Seed 42**")
 
 
-def test_grid_cells_carry_their_seeds(served):
+def test_the_grid_is_one_picture_whose_layout_names_the_seeds(served):
+    """The grid comes back once (its picture, its PNG, a caption of which seed is where): no gallery
+    of every cell, whose hundreds of files cost more than the grid itself."""
     client, registry, _ = served
-    img, png, cells, layout = client.predict(100, 2, 3, 1.0, api_name="/grid")
+    result = client.predict(100, 2, 3, 1.0, api_name="/grid")
+    assert len(result) == 3
+    img, png, layout = result
     assert Image.open(png).size == (3 * 66 + 2, 2 * 66 + 2)
-    assert [c["caption"] for c in cells] == [f"seed {s}" for s in range(100, 106)]
-    np.testing.assert_array_equal(np.asarray(Image.open(cells[4]["image"])), registry.get().faces([104])[0])
-    assert "100" in layout and "105" in layout
+    np.testing.assert_array_equal(cell(png, 1, 1), registry.get().faces([104])[0])
+    assert "100 + 3·i + j" in layout and "100–105" in layout
 
 
 def test_zip_endpoint(served):
@@ -80,12 +91,12 @@ def test_zip_endpoint(served):
         assert json.loads(zf.read("manifest.json"))["seeds"] == "7-26"
 
 
-def test_morph_endpoint(served):
+def test_morph_endpoint_says_what_it_made(served):
     client, _, _ = served
-    anim, download, frames = client.predict("3,7", 4, "gif", 1.0, api_name="/morph")
-    assert len(frames) == 5
+    anim, download, caption = client.predict("3,7", 4, "gif", 1.0, api_name="/morph")
     with Image.open(download) as im:
         assert im.n_frames == 5 and im.size == (256, 256)
+    assert caption.startswith("**Morph of seeds 3 → 7**") and "5 frames (4 per step), GIF, 256 px" in caption
 
 
 @pytest.mark.parametrize("endpoint,args,message", [
@@ -219,13 +230,16 @@ def test_a_conditional_model_by_class_through_the_api(served):
         client.predict(42, 1.0, "tiny-cgan", "pink", api_name="/face")
     with pytest.raises(AppError, match="this model has no classes"):
         client.predict(42, 1.0, "generator", "blue", api_name="/face")
-    _, _, cells, _ = client.predict(3, 1, 2, 1.0, "tiny-cgan", "green", api_name="/grid")
-    np.testing.assert_array_equal(np.asarray(Image.open(cells[1]["image"])), engine.faces([4], cls="green")[0])
+    _, grid_png, _ = client.predict(3, 1, 2, 1.0, "tiny-cgan", "green", api_name="/grid")
+    np.testing.assert_array_equal(cell(grid_png, 0, 1), engine.faces([4], cls="green")[0])
     path, _ = client.predict(3, 0, 1.0, "tiny-cgan", "red", api_name="/zip")
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("manifest.json"))["class"] == "red"
-    _, _, frames = client.predict("3,7", 2, "gif", 1.0, "tiny-cgan", "green", api_name="/morph")
-    np.testing.assert_array_equal(np.asarray(Image.open(frames[0]["image"])), engine.faces([3], cls="green")[0])
+    _, download, caption = client.predict("3,7", 2, "gif", 1.0, "tiny-cgan", "green", api_name="/morph")
+    with Image.open(download) as im:  # the first frame is seed 3's face in green, shown 4x
+        first = np.asarray(im.convert("RGB"))[::4, ::4]
+    np.testing.assert_array_equal(first, engine.faces([3], cls="green")[0])
+    assert "class green" in caption
 
 
 def test_the_about_handler_wraps_unknown_models(served, caplog):

@@ -1,5 +1,5 @@
-"""README's commands as a new user types them: every `python ...` entry point README names exists and
-answers --help, as a file (`python export/to_onnx.py`) and as a module (`python -m export.to_onnx`),
+"""README's commands as a new user types them: every `python ...` entry point README (and docs/)
+names exists and answers --help, as a file (`python export/to_onnx.py`) and as a module (`python -m export.to_onnx`),
 with the same output, from the repository's root and with PYTHONPATH removed (a fresh clone after
 README's install step). The commands people copy from older READMEs run in both forms too."""
 from __future__ import annotations
@@ -20,9 +20,13 @@ OURS = ("app", "bench", "core", "demo", "export", "metrics", "runtime", "scripts
 PROMISED = ("export/to_onnx.py", "demo/generate.py", "demo/app.py", "trainer/train.py", "metrics/evaluate.py")
 
 
-def readme_entry_points() -> list[str]:
-    """Files of this repository that README runs with `python`, in code blocks or inline code."""
-    text = (ROOT / "README.md").read_text()
+DOC_PAGES = [ROOT / "README.md", ROOT / "demo" / "models" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def readme_entry_points(pages: list[Path] | None = None) -> list[str]:
+    """Files of this repository that README (or the given pages) run with `python`, in code blocks or
+    inline code."""
+    text = "\n".join(p.read_text() for p in pages or [ROOT / "README.md"])
     code = re.findall(r"```[^\n]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
     found = set()
     for chunk in code:
@@ -72,6 +76,17 @@ def test_every_entry_point_answers_help_as_a_file_and_as_a_module():
         if module is not None:
             assert module.returncode == 0, f"python -m {as_module(path)} --help: {module.stderr[-500:]}"
             assert module.stdout == script.stdout, f"the two forms of {path} print different help"
+
+
+def test_every_command_in_the_docs_names_an_entry_point_that_answers_help():
+    """docs/ and demo/models/README.md show commands as modules: each must exist and answer --help."""
+    points = sorted(set(readme_entry_points(DOC_PAGES)) - set(readme_entry_points()) - set(PROMISED))
+    missing = [p for p in points if not (ROOT / p).is_file()]
+    assert not missing, f"the docs run files that do not exist: {missing}"
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: (p, run(["-m", as_module(p), "--help"])), points))
+    for path, r in results:
+        assert r.returncode == 0 and "usage:" in r.stdout, f"python -m {as_module(path)} --help: {r.stderr[-500:]}"
 
 
 def test_the_promised_commands_work_as_files(tmp_path, blobs):

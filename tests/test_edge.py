@@ -147,3 +147,27 @@ def test_a_model_switch_marks_the_grid_and_morph_stale(browser, static_server):
     page.wait_for_function("() => window.edge.model().name === 'generator'")
     assert "model changed" in page.locator("#morph-info").inner_text()
     page.close()
+
+
+@needs_chromium
+def test_the_page_lists_the_folders_models_and_asks_only_for_what_is_there(browser, served, static_server):
+    """The menu is the models folder's (the app's index, or demo/models/index.json from a static
+    server), every request the page makes is answered, and no empty picture box shows before a result."""
+    from runtime.registry import Registry
+    from tests.conftest import ROOT
+
+    _, registry, port = served
+    for url, folder in ((f"http://127.0.0.1:{port}/edge/?model=generator", registry.folder),
+                        (f"{static_server}/web/", ROOT / "demo" / "models")):
+        page = browser.new_page()
+        missing = []
+        page.on("response", lambda r: r.status >= 400 and missing.append(f"{r.status} {r.url}"))
+        page.goto(url)
+        assert page.evaluate("() => [...document.querySelectorAll('canvas')].every((c) => c.hidden)")
+        page.wait_for_function("() => window.edge && window.edge.coldStartMs !== null", timeout=120_000)
+        options = page.evaluate("() => [...document.querySelectorAll('#model option')].map((o) => o.value)")
+        assert options == sorted(p.stem for p in Path(folder).glob("*.onnx")), url
+        assert not page.locator("#face").is_hidden() and page.locator("#grid").is_hidden()
+        assert missing == [], missing
+        page.close()
+    assert json.loads((ROOT / "demo" / "models" / "index.json").read_text()) == Registry(ROOT / "demo" / "models").index()

@@ -57,22 +57,24 @@ def test_a_visitor_behind_a_proxy_is_known_by_x_forwarded_for(monkeypatch):
     from types import SimpleNamespace
 
     from core.errors import UserError
-    from demo.admission import client_of
     from demo.settings import Settings
+    from demo.visitors import client_of
 
     behind = SimpleNamespace(client=SimpleNamespace(host="10.16.3.80"),
                              headers={"x-forwarded-for": "203.0.113.7, 10.16.3.80"})
     assert client_of(behind) == "10.16.3.80"  # not trusted: the connection's address
-    assert client_of(behind, trust_proxy=True) == "203.0.113.7"
+    assert client_of(behind, trust=True) == "203.0.113.7"
     direct = SimpleNamespace(client=SimpleNamespace(host="192.0.2.1"), headers={})
-    assert client_of(direct, trust_proxy=True) == "192.0.2.1"
+    assert client_of(direct, trust=True) == "192.0.2.1"
     for name in ("ANIME_GAN_TRUST_PROXY", "SPACE_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert Settings.from_env().trust_proxy is False
+    assert Settings.from_env().trust_proxy.on is False
     monkeypatch.setenv("SPACE_ID", "someone/anime-faces")  # set by Hugging Face in every Space
-    assert Settings.from_env().trust_proxy is True
+    assert Settings.from_env().trust_proxy.mode == "private"
     monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "0")
-    assert Settings.from_env().trust_proxy is False
+    assert Settings.from_env().trust_proxy.on is False
+    monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "hops=2")
+    assert Settings.from_env().trust_proxy.hops == 2
     monkeypatch.setenv("ANIME_GAN_TRUST_PROXY", "maybe")
     with pytest.raises(UserError, match="ANIME_GAN_TRUST_PROXY"):
         Settings.from_env()
@@ -112,11 +114,11 @@ def test_a_visitor_over_the_heavy_bound_is_told_why_through_gradio_client(served
 
     from gradio_client.utils import Status
 
-    from demo.jobs import HEAVY
+    from demo.jobs import LANE
 
     client, _, _ = served
     caplog.set_level(logging.INFO, logger="anime_gan.app")
-    gate = HEAVY["zip"]._sem
+    gate = LANE._sem
     assert gate.acquire(timeout=60)  # the first zip starts and then waits for the slot: two stay in
     try:
         jobs = [client.submit(3, 0, 1.0, api_name="/zip") for _ in range(2)]
@@ -128,9 +130,10 @@ def test_a_visitor_over_the_heavy_bound_is_told_why_through_gradio_client(served
     finally:
         gate.release()
     message = str(refused.value)
-    assert "Busy: at most 2 zips or morphs at a time from one visitor" in message and "Queue is full" not in message
+    assert ("Busy: at most 2 zips, morphs or large grids at a time from one visitor" in message
+            and "Queue is full" not in message)
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected a queue request")]
-    assert any("at most 2 zips or morphs at a time from one visitor" in m for m in logged)
+    assert any("at most 2 zips, morphs or large grids at a time from one visitor" in m for m in logged)
     for j in jobs:  # the admitted ones finish once the slot is free
         zip_path, summary = j.result(timeout=120)
         assert "3 distinct of 3" in summary
@@ -145,11 +148,11 @@ def test_a_cancel_that_gradio_misses_still_stops_the_zip(served, caplog):
     import httpx
     from gradio_client.utils import Status
 
-    from demo.jobs import HEAVY
+    from demo.jobs import LANE
 
     client, _, port = served
     caplog.set_level(logging.INFO, logger="anime_gan.app")
-    gate = HEAVY["zip"]._sem
+    gate = LANE._sem
     assert gate.acquire(timeout=60)  # the zip starts, then waits for the slot
     try:
         job = client.submit(50, 0, 1.0, api_name="/zip")

@@ -1,49 +1,15 @@
-"""Distil a trained generator into a narrower one: a small model that draws the big one's faces.
+"""Distil a trained generator into a narrower one that draws the same face for the same seed.
 
-    python -m trainer.distill --teacher ../shared/runs/h200-2026-11-28/best/Generator.pth --g-width 64 \\
-        --out runs/edge-distill --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
-    python -m trainer.distill --resume runs/edge-distill      # continue where it stopped
+examples:
+  python -m trainer.distill --teacher demo/models/generator.onnx --g-width 64 --out runs/edge-distill \\
+      --kimg 400 --data data/anime-faces-64.zip --eval-every-kimg 200
+  python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill
+  python -m trainer.distill --resume runs/edge-distill          # continue where it stopped
 
-Training a small GAN from zero on a CPU takes hours and stays far behind the default (edge-w64:
-250 minutes, FID-5k 75). Distillation learns from the default itself instead: no data and no
-discriminator, only "draw what the teacher draws for this z" (pixel L1), and the student's seed 42
-is the teacher's seed 42, so the browser page can show the server's faces.
-
-The student starts as a pruned copy of the teacher (trainer.pruning: each layer keeps the half of
-the teacher's channels most active over fixed probe latents, with their weights and norms), so it
-starts near the teacher rather than from noise, and its kept features can be matched too (an L1 per
-layer after each ReLU, weighed --feature-weight): a signal at every resolution, not only the pixels.
-
-A conditional teacher (the class as one-hot inputs beside z, as the `cgan` model takes it) gives a
-conditional student: each step draws every latent's class uniformly, so rare hair colours are taught
-as often as common ones, and the class inputs are kept whole, like z (only output channels are pruned).
-
-The teacher is a run's Generator.pth, or a float32 or float16 NAME.onnx from this project's export
-(trainer.from_onnx reads the weights and the run card back and checks them against onnxruntime),
-since the shipped models keep only their ONNX files:
-
-    python -m trainer.distill --teacher demo/models/cgan.onnx --g-width 64 --out runs/cgan-distill \\
-        --kimg 400 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 200
-
-With --adv-weight, a discriminator stands beside the L1 (adversarial distillation, as in GAN
-compression, Li et al. 2020): a spectral-norm hinge D, the `best` recipe's, learns to tell the
-teacher's faces from the student's for the same latents, and the student also learns to fool it.
-L1 alone rewards the average of what the student cannot copy exactly (smoother faces, half the
-teacher's recall); the D's term rewards a face that looks drawn by the teacher. It needs no data
-either: the teacher's faces are D's real images. --student starts from an earlier student (its
-Generator.pth or shipped NAME.onnx) instead of the pruned copy, so a finished distillation goes on
-without repeating it. Measured on `generator-w64` (README, distillation), the term made FID-5k
-worse, at weight 0.02 (63.00 to 64.66 in 40k images) and more so at 0.1, so it is off by default:
-
-    python -m trainer.distill --teacher ../shared/runs/h200-2026-11-28/best/Generator.pth \\
-        --student demo/models/generator-w64.onnx --g-width 64 --adv-weight 0.02 --d-width 32 --lr 1e-4 \\
-        --out runs/edge-adv --d-warmup-kimg 40 --kimg 160 --data ../shared/data/anime-faces-64.zip --eval-every-kimg 40
-
-Only the DCGAN generator (ConvTranspose + BatchNorm stack, no class norms) is supported: pruning
-needs its layout.
-The run folder holds what every run holds (checkpoint.pt, Generator.pth, generator.json, losses.csv
-and .png, samples/, evals.csv with --data), so export, evaluation and scripts/ship_model.sh take it
-as they take a trained run. The data (--data) is used only to measure FID during the run.
+No data and no discriminator: the student, a pruned copy of the teacher (trainer/pruning.py), learns
+to draw what the teacher draws (pixel and per-layer feature L1). --data only measures FID during
+the run. The run folder is a training run's, so export and scripts/ship_model.sh take it
+(docs/distillation.md).
 """
 from __future__ import annotations
 
@@ -254,8 +220,8 @@ def train(run: Distillation, out: Path, max_minutes: float, data: str | None, ev
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainer.distill", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m trainer.distill", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Settings(teacher="")
     p.add_argument("--teacher", help="the trained generator: Generator.pth (generator.json beside it), its run folder, "
                                      "or an exported NAME.onnx (float32 or float16, as demo/models/ ships them)")
@@ -272,7 +238,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      "shipped NAME.onnx of --g-width) instead of the pruned copy of the teacher")
     p.add_argument("--adv-weight", type=float, default=d.adv_weight,
                    help="weight of a discriminator's term beside the L1s: a spectral-norm hinge D that tells the "
-                        f"teacher's faces from the student's (default {d.adv_weight:g}: no discriminator)")
+                        f"teacher's faces from the student's (default {d.adv_weight:g}: no discriminator; measured "
+                        f"worse so far, docs/experiments.md)")
     p.add_argument("--d-width", type=int, default=d.d_width, help=f"that D's width (default {d.d_width})")
     p.add_argument("--lr-d", type=float, default=d.lr_d, help=f"that D's Adam learning rate (default {d.lr_d:g})")
     p.add_argument("--d-warmup-kimg", type=float, default=d.d_warmup_kimg,

@@ -14,7 +14,7 @@ from trainer.run_state import RUN_OPTIONS
 NOT_FLAGS = ("name", "description", "source", "loss_params", "schedule")
 # Defaults of the run options; they stay None on the command line so a --resume can tell what was given.
 RUN_DEFAULTS = {"checkpoint_minutes": 10.0, "log_every": 10, "eval_every": 0, "eval_every_kimg": 0.0, "kimg": None,
-                "eval_n": 5000, "eval_ref_n": 10000,
+                "eval_n": 5000, "eval_ref_n": None,
                 "bf16": False, "channels_last": False, "compile": False, "no_tf32": False,
                 "max_steps": None, "max_minutes": None}
 
@@ -28,8 +28,9 @@ def _flag_type(tp: object) -> dict:
     return {"type": tp}
 
 
-def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainer.train", description=description,
+def parse_args(argv: list[str] | None = None, description: str | None = None,
+               epilog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trainer.train", description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="folder or .zip of face images")
     p.add_argument("--recipe", choices=sorted(RECIPES),
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     p.add_argument("--eval-every-kimg", type=float, help="FID (with KID, precision/recall) every this many "
                                                           "thousand real images, and at the end (default 0 = off)")
     p.add_argument("--eval-n", type=int, help="generated images for --eval-every FID (default 5000)")
-    p.add_argument("--eval-ref-n", type=int, help="reference images for --eval-every FID (default 10000)")
+    p.add_argument("--eval-ref-n", type=int, help="reference images for --eval-every FID (default 10000, fewer for a small data set)")
     p.add_argument("--no-start-eval", action="store_true", help="with --finetune and --eval-every: do not measure "
                                                                 "the starting point (already measured)")
     p.add_argument("--bf16", action="store_const", const=True, help="CUDA: bfloat16 autocast (spectral norm and "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.dataset import data_record
 from core.errors import UserError
 from core.figures import pyplot, save_figure
 from core.images import make_grid, save_png, to_uint8
@@ -70,7 +71,7 @@ def run_card(s) -> dict:
     """generator.json: everything needed to rebuild G and say how it was made."""
     return {
         "arch": s.g.arch(), "recipe": s.r.to_dict(), "weights": "ema" if s.ema else "raw",
-        "classes": s.class_names, "class_counts": s.class_counts, "dataset": s.data_info, "epochs": round(s.epochs_done, 3),
+        "classes": s.class_names, "class_counts": s.class_counts, "dataset": data_record(s.data_info), "epochs": round(s.epochs_done, 3),
         "steps": s.step, "images_seen": s.images_seen, "seconds": round(s.seconds, 1), "seed": s.args.seed,
         "latent_rule": LATENT_RULE, "output_range": [-1, 1], "g_parameters": parameter_count(s.g),
         "hardware": device_name(s.device), "speed": s.speed_flags,

@@ -1,15 +1,13 @@
-"""Train a GAN on 64x64 faces and write Generator.pth.
+"""Train a GAN on 64x64 faces and write a run folder whose Generator.pth export and the app take.
 
-    python -m trainer.train --data ../shared/data/anime-faces-64.zip --recipe best --out runs/best
-    python -m trainer.train --resume runs/best            # continue where it stopped
-    python -m trainer.train --finetune checkpoints/sngan-long --data my_faces/ --out runs/mine
-    python -m trainer.train --finetune runs/best/Generator.pth --recipe cgan-transfer --data ...   # add classes
-    torchrun --nproc_per_node 2 -m trainer.train ...      # DistributedDataParallel
+examples:
+  python -m trainer.train --data data/anime-faces-64.zip --recipe best --out runs/best
+  python -m trainer.train --resume runs/best                          # continue where it stopped
+  python -m trainer.train --data data/my_faces/ --recipe wgan-gp --g-width 64 --kimg 200
+  python -m trainer.train --finetune demo/models/generator.onnx --data data/my_faces/ --out runs/mine
+  torchrun --nproc_per_node 2 -m trainer.train --data data/anime-faces-64.zip   # several GPUs
 
-This file is the command: options, data and the run folder, then the loop. The parts live apart:
-trainer/run_state.py (set-up: device, networks, optimisers, EMA, checkpoints), trainer/step.py
-(the training step), trainer/training_loop.py (when to log, save, evaluate and stop) and
-trainer/run_files.py (the files a run writes).
+The command: options, data and the run folder, then the loop (docs/training.md).
 """
 from __future__ import annotations
 
@@ -87,7 +85,7 @@ def prepare(args: argparse.Namespace) -> tuple[Recipe, Path, dict | None, dict, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, __doc__)
+    args = parse_args(argv, __doc__.split("\n\n")[0], __doc__.split("\n\n")[1])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -97,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         if dist.get_rank() != 0:
             logging.getLogger().setLevel(logging.WARNING)
+    out = None
+    made = False  # the run folder did not exist: a run refused before its first save leaves none behind
     try:
         recipe, out, state, data_info, data_path, weights_only = prepare(args)
+        if not data_path.exists():
+            raise TrainingError(f"no data at {data_path}: give --data a folder or .zip of face images (docs/data.md)")
+        made = not out.exists()
         n_g, n_d = (parameter_count(generator_for(recipe)), parameter_count(discriminator_for(recipe, False)))
         check_writable(out, need_bytes=output_bytes(n_g, n_d, recipe.ema_kimg > 0, resume=bool(args.resume)))
         if not distributed or dist.get_rank() == 0:
@@ -111,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             data_info = {"path": str(data_path), "images": int(len(images)), "skipped": skipped,
                          "sha256": dataset_fingerprint(data_path)}
         log.info("data: %d images from %s (%d skipped)", len(images), data_path, skipped)
+        if args.eval_every or args.eval_every_kimg:
+            from metrics.fid import fit_protocol
+
+            note = fit_protocol(len(images), args.eval_ref_n)[2]  # a reference too large fails now, not at the first evaluation
+            if note:
+                log.info("evaluations: %s", note)
         labels, names = class_labels(recipe, images, state.get("classes") if state else None)
         run = RunState(recipe, images, args, data_info, labels, names)
         if weights_only:
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + run.interrupted if run.interrupted else 0  # the shell's code for death by that signal
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if made and out is not None and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
         return 2
     finally:
         if distributed:

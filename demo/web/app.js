@@ -25,8 +25,19 @@ async function gunzip(response) {  // the vendored .wasm is gzipped; any static 
 
 async function hasWebGPU() {
   if (!navigator.gpu || params.get("backend") === "wasm") return false;
-  const vendored = await fetch("vendor/ort.webgpu.bundle.min.mjs", { method: "HEAD" }).then((r) => r.ok, () => false);
+  // Only files the vendor record lists are asked for: no request the server cannot answer.
+  const vendored = await fetchOk("vendor/VERSION.json").then((r) => r.json()).then(
+    (v) => "ort.webgpu.bundle.min.mjs" in (v.files || {}), () => false);
   return vendored && (await navigator.gpu.requestAdapter().catch(() => null)) !== null;
+}
+
+// The menu: every model in ../models/index.json (written with the models' cards by scripts/model_card.py).
+async function loadMenu() {
+  const index = await (await fetchOk("../models/index.json")).json();
+  const menu = $("model");
+  menu.replaceChildren(...index.models.map((m) => new Option(
+    `${m.name} (${m.classes.length ? "conditional, " : ""}${m.variant}, ${(m.bytes / 1e6).toFixed(1)} MB)`, m.name)));
+  return index.browser_default;
 }
 
 async function loadRuntime() {
@@ -110,6 +121,7 @@ async function faces(seeds, psi = 1, chosen = undefined) {
 }
 
 function draw(canvas, rgba, x, y, scale) {
+  canvas.hidden = false;  // no empty box before the first result
   const tile = document.createElement("canvas");
   tile.width = tile.height = FACE;
   tile.getContext("2d").putImageData(new ImageData(rgba, FACE, FACE), 0, 0);
@@ -209,8 +221,8 @@ window.edge = { randn, latents, seedClass, checkSeed, faces, bench, coldStartMs:
                                         classes: model.classes } };
 window.edge.ready = (async () => {
   try {
-    await loadRuntime();
-    await loadModel(params.get("model") || "generator-w64");
+    const [, fallback] = await Promise.all([loadRuntime(), loadMenu()]);
+    await loadModel(params.get("model") || fallback);
     $("model").value = model.name;
     await showFace();
   } catch (e) {
@@ -233,6 +245,7 @@ function markStale() {
   for (const id of ["grid", "morph"]) {
     const c = $(id);
     c.getContext("2d").clearRect(0, 0, c.width, c.height);
+    c.hidden = true;
     $(`${id}-info`).textContent = "the model changed: press the button again for this model's faces";
   }
 }
