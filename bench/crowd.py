@@ -10,6 +10,8 @@ the address it saw (the attacker's) to whatever the client wrote. Patterns, in t
   16x16 grids at once;
 - grids: one honest address running parallel loops of 16x16 grids;
 - morphs: forged visitors asking for the largest legal morphs, then a newcomer asking for one;
+- pictures: one address uploading junk "pictures" of 1.9 MiB behind forged first entries, a newcomer
+  finding a face from a picture, then many addresses uploading one each;
 - slow: sockets sending request headers one byte every few seconds, and chunked bodies that stall;
 - malformed: unknown function indices, too few inputs, plain-HTTP calls with the old inputs.
 
@@ -89,6 +91,32 @@ def morph_flood(url: str, n: int) -> dict:
     return {**settle_jobs(jobs), "newcomer_morph": other}
 
 
+def pictures(url: str, n: int, spread: int, cache: Path) -> dict:
+    """Upload floods: n from one address (forged first entries), then one each from `spread` addresses;
+    between them a newcomer finds a face from a real picture."""
+    import collections
+    import os
+
+    import httpx
+    from gradio_client import handle_file
+
+    junk = b"\x89PNG" + os.urandom(19 * 2**20 // 10)
+
+    def upload(first: str, address: str) -> int:
+        return httpx.post(url + "gradio_api/upload", files={"files": ("me.png", junk)}, timeout=60,
+                          headers={"X-Forwarded-For": f"{first}, {address}"}).status_code
+    one = collections.Counter(upload(f"10.9.{i % 250}.1", ATTACKER) for i in range(n))
+    try:
+        client(url, address="192.0.2.88").predict(handle_file(str(_picture())), "morph", None, 7, api_name="/invert")
+        newcomer = "done"
+    except Exception as exc:  # noqa: BLE001
+        newcomer = f"refused: {str(exc)[:100]}"
+    many = collections.Counter(upload("10.9.0.1", f"198.51.100.{i % 250 + 1}") for i in range(spread))
+    stored = sum(1 for f in cache.rglob("me.png") if f.is_file())
+    return {"one_address": {"sent": n, "statuses": dict(one)}, "newcomer_face_found": newcomer,
+            "spread": {"sent": spread, "statuses": dict(many)}, "mib_each": 1.9, "unread_uploads_stored": stored}
+
+
 def slow_clients(url: str, sockets: int, stalled: int, watch_s: float, pid: int) -> dict:
     host, port = url.split("//")[1].rstrip("/").split(":")
     port = int(port)
@@ -166,18 +194,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--grid-loops", type=int, default=8, help="parallel 16x16 grid loops from one address (default 8)")
     p.add_argument("--grid-s", type=float, default=120, help="seconds of grid loops (default 120)")
     p.add_argument("--morphs", type=int, default=24, help="forged visitors asking for the largest morph (default 24)")
+    p.add_argument("--pictures", type=int, default=40, help="uploads from one address (default 40)")
+    p.add_argument("--spread", type=int, default=100, help="uploads from as many addresses (default 100)")
     p.add_argument("--slow", type=int, default=2000, help="sockets sending headers slowly (default 2000)")
     p.add_argument("--stalled", type=int, default=1000, help="chunked bodies stalled after 60 KiB (default 1000)")
     p.add_argument("--slow-s", type=float, default=40, help="seconds the slow sockets keep trying (default 40)")
     p.add_argument("--settle", type=float, default=12.0, help="idle seconds before the memory readings")
     p.add_argument("--alone-s", type=float, default=15.0, help="seconds the other visitor is measured alone (default 15)")
     a = p.parse_args(argv)
+    from gradio_client import handle_file
+
     with hosted_app("anime-gan-crowd-", 120, a.model) as (server, url, cache):
         warm = client(url, address="192.0.2.1")  # one of each kind of request: the start is a warm server's
         warm.predict(1, 1.0, api_name="/face")
         warm.predict(0, 16, 16, 1.0, api_name="/grid")
         warm.predict(100, 0, 1.0, api_name="/zip")
         warm.predict("3,7", 16, "gif", 1.0, api_name="/morph")
+        warm.predict(handle_file(str(_picture())), "morph", None, 7, api_name="/invert")  # loads the encoder
         start = settled_rss(server.pid, a.settle)
         phases, alone = {}, Poller(url)
         with PeakRSS(server.pid) as peak:
@@ -187,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
             for name, run in (("forged", lambda: forged(url, a.forged)),
                               ("grids", lambda: grid_loops(url, a.grid_loops, a.grid_s)),
                               ("morphs", lambda: morph_flood(url, a.morphs)),
+                              ("pictures", lambda: pictures(url, a.pictures, a.spread, cache)),
                               ("slow", lambda: slow_clients(url, a.slow, a.stalled, a.slow_s, server.pid)),
                               ("malformed", lambda: malformed(url))):
                 with Poller(url) as other:
@@ -200,6 +234,15 @@ def main(argv: list[str] | None = None) -> dict:
                   "files_left": sum(1 for f in cache.rglob("*") if f.is_file()), "cpu": cpu_name()}
     print(json.dumps(result))
     return result
+
+
+def _picture() -> Path:
+    """A small plain picture for the Your face requests."""
+    from PIL import Image
+
+    picture = Path(tempfile.mkdtemp(prefix="anime-gan-crowd-")) / "face.png"
+    Image.new("RGB", (128, 128), (230, 180, 160)).save(picture)
+    return picture
 
 
 def _latency(p: Poller) -> dict:

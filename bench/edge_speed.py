@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from core.ort import open_session
 from core.seeds import latents
 from core.system import cpu_name, free_port
-from runtime.engine import MODELS_DIR
+from runtime.settings import models_dir
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one here
 # Headless, no GPU, and no background connections (this machine's network is closed).
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     weight = {"js": sum(f.stat().st_size for f in [web / "app.js", web / "latents.js", web / "index.html",
                                                     web / "vendor" / "ort.wasm.bundle.min.mjs"]),
               "wasm_gz": (web / "vendor" / "ort-wasm-simd-threaded.wasm.gz").stat().st_size,
-              "model": (MODELS_DIR / f"{a.model}.onnx").stat().st_size}
+              "model": (models_dir() / f"{a.model}.onnx").stat().st_size}
     with static_server() as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1000, "height": 1300})
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
             page.wait_for_function("() => document.querySelector('#grid-info').textContent.includes('faces')")
             page.screenshot(path=str(a.shot), full_page=True)
         browser.close()
-    model = MODELS_DIR / f"{a.model}.onnx"
+    model = models_dir() / f"{a.model}.onnx"
     result = {"model": a.model, "cpu": cpu_name(), "backend": backend, "page_bytes": weight,
               "cold_start_ms": round(cold), "browser_faces_per_s": {str(b): round(r, 1) for b, r in rates.items()},
               "python_faces_per_s": {str(b): round(python_rate(model, b, a.seconds), 1) for b in (1, 16)},

@@ -21,8 +21,8 @@ from core.system import cpu_name
 from runtime.engine import Engine
 from runtime.writers import write_zip
 from export import onnx_export as ox
-from trainer.generator_io import load_generator
-from trainer.networks import GENERATORS, build_generator, fold_batchnorm
+from networks.files import load_generator
+from networks import GENERATORS, build_generator, fold_batchnorm
 
 
 def rate(fn, batch: int, min_seconds: float = 1.0) -> float:

@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 import torch
 
-from trainer.options import parse_args, recipe_from_args
+from trainer.options import new_recipe, options_from, parse_args
 from trainer.run_files import device_name
 from trainer.run_state import RunState
 from trainer.step import epoch_permutation, real_batch, train_step
-from trainer.train import class_labels
+from trainer.data import class_labels
 
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
 SETTINGS = {"fp32": [], "tf32": [], "bf16": ["--bf16"], "cl": ["--channels-last"], "compile": ["--compile"]}
@@ -73,8 +73,9 @@ class _GlobalOnly:
 def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device: str, images: np.ndarray) -> dict:
     flags = [f for part in setting.split("+") for f in SETTINGS[part]] + (["--no-tf32"] if setting == "fp32" else [])
     args = parse_args(["--data", "unused", "--quiet", "--recipe", recipe_name, "--device", device, *flags, *extra])
-    recipe = recipe_from_args(args)
-    t = RunState(recipe, images, args, {"path": "random", "images": len(images)}, *class_labels(recipe, images))
+    recipe = new_recipe(args)[0]
+    t = RunState(recipe, options_from(args), images, {"path": "random", "images": len(images)},
+                 *class_labels(recipe, images))
     perm = epoch_permutation(len(images), 0, 0).to(t.device)
     usable = t.batches_per_epoch - recipe.n_critic + 1
 
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", default="best", help="comma list of recipes (default best)")
     p.add_argument("--settings", nargs="+", default=["tf32"],
-                   help="speed settings, parts joined by +: fp32 tf32 bf16 cl compile (default tf32)")
+                   help="speed settings, parts joined by +: fp32 tf32 bf16 cl compile (default tf32; --settings fp32 bf16 "
+                        "shows the two side by side)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--steps", type=int, default=20, help="timed generator steps (after 3 warm-up steps)")
     p.add_argument("--images", type=int, default=4096, help="size of the random in-memory data set")

@@ -28,6 +28,7 @@ SEED_RANGES = {
     "steering: fitting the directions": range(2_000_000, 2_100_000),   # --samples up to 100,000
     "steering: measuring their effects": range(3_000_000, 3_000_256),
     "distillation: ranking the teacher's channels": range(4_000_000, 4_004_096),
+    "inversion: faces an encoder never trained on": range(5_000_000, 5_010_000),
 }
 
 
@@ -157,9 +158,13 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def morph_latents(seeds: Sequence[int], frames: int, z_dim: int, psi: float = 1.0) -> np.ndarray:
     """`frames` latents per leg between consecutive seeds (slerp), plus the last seed's: [(n-1)*frames+1, z_dim]."""
-    keys = latents(seeds, z_dim, psi)
+    return morph_between(latents(seeds, z_dim, psi), frames)
+
+
+def morph_between(keys: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` latents per leg between consecutive key latents [k, z_dim] (slerp), plus the last key."""
     z = [slerp(a, b, t) for a, b in zip(keys, keys[1:]) for t in np.linspace(0, 1, frames, endpoint=False)]
-    z.append(keys[-1])
+    z.append(np.asarray(keys[-1], np.float32))
     return np.stack(z)
 
 

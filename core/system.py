@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 from pathlib import Path
 
 
@@ -31,3 +32,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def process_start() -> float:
+    """When this process started (Unix seconds): from /proc on Linux, else the first call's time (a
+    time limit counted from it includes the interpreter's start and the imports)."""
+    global _FIRST_CALL
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        _FIRST_CALL = _FIRST_CALL or time.time()
+        return _FIRST_CALL
+
+
+_FIRST_CALL: float | None = None

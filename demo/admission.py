@@ -1,9 +1,11 @@
-"""What one visitor may ask of a public server: small requests, no uploads, a bounded share of the queue.
+"""What one visitor may ask of a public server: small requests, small pictures, a bounded share of the queue.
 
 - Request bodies: every input of this app fits in a few hundred bytes, so bodies over
   `ANIME_GAN_MAX_BODY` (64 KiB) are refused with 413 before Gradio reads them (Gradio keeps a
   request's inputs in its per-session state, so 25 bodies of 64 MiB took 1.7 GB that never came back).
-- Uploads: no component takes a file, so Gradio's upload route answers 403.
+- Uploads: only the Your-face tab takes a file, one picture of at most UPLOAD_BYTES; anything larger
+  gets 403, and a visitor may upload at most `uploads_per_minute` pictures a minute (429 beyond;
+  refused ones count too). The handler reads the picture and deletes it at once (demo/handlers.py).
 - The queue: malformed requests (an unknown function, too few or too many inputs) get one line and
   a 400; optional trailing inputs are filled with their defaults. A visitor (demo/visitors.py: by the
   address a trusted proxy appended, and by session) has at most `per_client` requests waiting or
@@ -19,8 +21,13 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
+from starlette.datastructures import Headers
+
+from core.pictures import MAX_BYTES
 from demo.costs import Costing
 from demo.visitors import ProxyTrust, client_of
 
@@ -28,29 +35,40 @@ log = logging.getLogger("anime_gan.app")
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 
 
+UPLOAD_BYTES = MAX_BYTES + 64 * 1024  # one picture (core/pictures.py) and its multipart envelope
+ALL_UPLOADS = 10  # all visitors together: ten visitors' worth a minute, so unread pictures never fill the disk
+
+
 class BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes`, 403 for the upload route.
+    """ASGI middleware: 413 for a body over `max_bytes`; for the upload route, 403 over UPLOAD_BYTES
+    and 429 over `uploads_per_minute` from one visitor (a person tries a few pictures, a script many).
 
     A body with a Content-Length is judged by it; one without (chunked transfer) is read here first,
     up to the limit, and handed on whole: an exception raised from inside Gradio's own body parsing
     would come back as its 400 "There was an error parsing the body", with no line in our log.
-    Buffering costs at most `max_bytes` per request, which the limit already allows."""
+    Buffering costs at most the limit per request, which the limit already allows."""
 
-    def __init__(self, app, max_bytes: int = 64 * 1024):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int = 64 * 1024, trust: ProxyTrust = ProxyTrust(), uploads_per_minute: int = 6):
+        self.app, self.max_bytes, self.trust, self.uploads_per_minute = app, max_bytes, trust, uploads_per_minute
+        self.uploads: dict[str, list[float]] = {}  # visitor -> times of their uploads in the last minute
+        self.all_uploads: list[float] = []          # everyone's, capped at ALL_UPLOADS x the per-visitor rate
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        limit, what = self.max_bytes, "request"
         if any(path.rstrip("/").endswith(p) for p in UPLOAD_PATHS):
-            log.info("rejected upload to %s: this app takes no files", path)
-            return await _reply(send, 403, "this app takes no uploads")
+            limit, what = UPLOAD_BYTES, "upload"
+            refusal = self._upload_refusal(scope)
+            if refusal:
+                log.info("rejected an upload to %s: %s", path, refusal)
+                return await _reply(send, 429, f"{refusal}; try again in a minute")
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit():
-            if int(length) > self.max_bytes:
-                log.info("rejected request body of %s bytes to %s (at most %d)", length.decode(), path, self.max_bytes)
-                return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+            if int(length) > limit:
+                log.info("rejected %s body of %s bytes to %s (at most %d)", what, length.decode(), path, limit)
+                return await _too_large(send, what, limit)
             return await self.app(scope, receive, send)  # the server holds the body to its Content-Length
         messages, seen = [], 0
         while True:
@@ -59,16 +77,40 @@ class BodyLimit:
             if message["type"] != "http.request":  # the client went away
                 break
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                log.info("rejected a streamed request body to %s over %d bytes (no Content-Length)", path,
-                         self.max_bytes)
-                return await _reply(send, 413, f"request too large: at most {self.max_bytes} bytes")
+            if seen > limit:
+                log.info("rejected a streamed %s body to %s over %d bytes (no Content-Length)", what, path, limit)
+                return await _too_large(send, what, limit)
             if not message.get("more_body"):
                 break
 
         async def replay():
             return messages.pop(0) if messages else await receive()
         await self.app(scope, replay, send)
+
+    def _upload_refusal(self, scope) -> str | None:
+        """Why this upload is one too many (per visitor, or all together), or None to take it."""
+        client = scope.get("client") or ("?", 0)
+        visitor = client_of(SimpleNamespace(client=SimpleNamespace(host=client[0]), headers=Headers(scope=scope)),
+                            self.trust)
+        now = time.monotonic()
+        self.all_uploads = [t for t in self.all_uploads if now - t < 60]
+        if len(self.all_uploads) >= ALL_UPLOADS * self.uploads_per_minute:
+            return f"the server takes at most {ALL_UPLOADS * self.uploads_per_minute} pictures a minute from everyone"
+        recent = [t for t in self.uploads.get(visitor, []) if now - t < 60]
+        for gone in [v for v, times in list(self.uploads.items()) if not times or now - times[-1] >= 60]:
+            self.uploads.pop(gone, None)  # the map holds only the last minute's visitors
+        if len(recent) >= self.uploads_per_minute:
+            self.uploads[visitor] = recent
+            return f"at most {self.uploads_per_minute} pictures a minute from one visitor"
+        self.uploads[visitor] = recent + [now]
+        self.all_uploads.append(now)
+        return None
+
+
+async def _too_large(send, what: str, limit: int) -> None:
+    if what == "upload":  # forbidden, as any upload was before the Your-face tab: only one small picture is taken
+        return await _reply(send, 403, f"this app takes one picture of at most {MAX_BYTES // 2**20} MiB")
+    return await _reply(send, 413, f"request too large: at most {limit} bytes")
 
 
 async def _reply(send, status: int, text: str) -> None:

@@ -32,6 +32,10 @@ def strip(data: list) -> int:
     return 7
 
 
+def invert(data: list) -> int:
+    return 8  # the encoder, the face found and a strip of seven
+
+
 def grid(data: list) -> int:
     return _int(data[1], 1, LIMITS.grid_side) * _int(data[2], 1, LIMITS.grid_side)
 

@@ -10,22 +10,32 @@ examples:
   python -m demo.generate --seeds 42 --edit hair_blonde=1.5,brightness=-1 --out blonde.png
   python -m demo.generate --model cgan --class blonde --seeds 42 --out blonde.png
   python -m demo.generate --list-models
+  python -m demo.generate --invert me.png --out found.png            # the face nearest it, and its latent
+  python -m demo.generate --invert me.png --edit hair_blonde=1.5 --out blonde.png
+  python -m demo.generate --invert me.png --morph 7,11 --out morph.gif
+  python -m demo.generate --latent found.latent.json --edit hair_dark=1 --out dark.png   # start from a found face
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from core import limits
 from core.errors import UserError, command, quote
+from core.files import atomic_write_text
 from core.images import upscale
 from core.limits import FACE, LIMITS, MORPH_SCALE, in_range
 from core.ort import plan as providers
+from core.pictures import read_face
 from core.seeds import ANY_CLASS, check_psi, check_seed, check_span, parse_seeds
 from core.stopping import StopOnSignals
-from runtime.registry import Registry
+from runtime.menu import ModelMenu
 from runtime.writers import WRITERS, animation_formats, writer_for
 
 
@@ -54,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                 f"draws its own)")
     p.add_argument("--model", help="a shipped model's name (see --list-models) or an .onnx file "
                                    "(default: $ANIME_GAN_MODEL or generator)")
+    p.add_argument("--invert", metavar="PICTURE", help="find a face in the model's space (a PNG, JPEG, WebP, BMP or "
+                                                        "GIF of at most 2 MiB; needs the model's encoder): writes the "
+                                                        "face found and its latent (--out with .latent.json); "
+                                                        "--edit steers it, --morph goes from it through seeds")
+    p.add_argument("--latent", metavar="FILE", help="start from a face found before: a NAME.latent.json that --invert "
+                                                     "(or python -m trainer.encoder.refine) wrote, with its model")
     p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="execution provider (default auto)")
     p.add_argument("--batch-size", type=int, default=64,
@@ -105,6 +121,24 @@ def plan(a: argparse.Namespace) -> dict:
     in_range(a.fps, "--fps", *LIMITS.fps)
     if a.upscale is not None:
         in_range(a.upscale, "--upscale", *LIMITS.upscale)
+    if a.invert is not None or a.latent is not None:
+        if a.invert is not None and a.latent is not None:
+            raise UserError("give --invert PICTURE or --latent FILE, not both")
+        if a.grid or a.seeds is not None or a.count is not None:
+            raise UserError(f"{'--invert' if a.invert else '--latent'} starts from one face: leave out --seeds, "
+                            f"--count and --grid")
+        face = read_face(Path(a.invert)) if a.invert is not None else read_latent(Path(a.latent))
+        if a.morph is not None:
+            seeds = parse_seeds(a.morph, LIMITS.morph_seeds - 1, "--morph")
+            scale = MORPH_SCALE if a.upscale is None else a.upscale
+            in_range(a.frames, "--frames", *LIMITS.morph_frames)
+            limits.check_morph(len(seeds) + 1, a.frames, scale)
+            return {"kind": "invert", "start": face, "seeds": seeds, "psi": psi, "scale": scale,
+                    "out": check_out(Path(a.out or f"morph.{animation_formats()[0]}"), "animation")}
+        scale = a.upscale or 1
+        limits.check_picture(FACE, FACE, scale)
+        return {"kind": "invert", "start": face, "seeds": [], "psi": psi, "scale": scale,
+                "out": check_out(Path(a.out or "found.png"), "picture")}
     if a.morph is not None:
         if a.grid or a.seeds is not None or a.count is not None:
             raise UserError("--morph takes its own seeds; leave out --seeds, --count and --grid")
@@ -142,12 +176,12 @@ def progress_bar(total: int, quiet: bool, desc: str):
     return bar, update
 
 
-def list_models(registry: Registry) -> int:
-    for name in registry.names():
-        e = registry.entries[name]
+def list_models(menu: ModelMenu) -> int:
+    for name in menu.names():
+        e = menu.entries[name]
         print(f"{name:16} {e.path.stat().st_size / 1e6 if e.path.is_file() else 0:6.1f} MB  {e.label}")
         try:
-            engine = registry.get(name)
+            engine = menu.get(name)
         except UserError as exc:
             print(f"{'':16} {exc}")
             continue
@@ -168,15 +202,15 @@ def make_room(folder: Path) -> None:
 @command
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    registry = Registry(device=a.device, default=a.model)
+    menu = ModelMenu(device=a.device, default=a.model)
     if a.list_models:
-        return list_models(registry)
+        return list_models(menu)
     job = plan(a)
-    engine = registry.get()
-    where = "" if registry.default == str(engine.model_path) else f" = {engine.model_path}"
-    print(f"model: {registry.default}{where} (z_dim {engine.z_dim}, sha256 {engine.sha256[:12]})")
+    engine = menu.get()
+    where = "" if menu.default == str(engine.model_path) else f" = {engine.model_path}"
+    print(f"model: {menu.default}{where} (z_dim {engine.z_dim}, sha256 {engine.sha256[:12]})")
     print(f"provider: {engine.provider}" + (f" ({engine.provider_note})" if engine.provider != "CUDA" else ""))
-    out, seeds, psi = job["out"], job["seeds"], job["psi"]
+    out, seeds = job["out"], job["seeds"]
     edits = engine.edits(a.edit)  # names, strengths and the class checked before any face is made
     engine.class_ids(seeds[:1], a.cls)
     if edits:
@@ -193,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(engine, job: dict, a: argparse.Namespace, edits: dict, stop: StopOnSignals) -> int:
     out, seeds, psi = job["out"], job["seeds"], job["psi"]
     writer = writer_for(out)
+    if job["kind"] == "invert":
+        return invert(engine, job, a, edits)
     if job["kind"] == "morph":
         frames = engine.morph(seeds, a.frames, psi, edits, a.cls)
         writer.write(frames, out, fps=a.fps, scale=job["scale"])
@@ -217,6 +253,61 @@ def run_job(engine, job: dict, a: argparse.Namespace, edits: dict, stop: StopOnS
         what = "a complete zip; its manifest.json lists them" if writer.suffix == ".zip" else "each file complete"
         print(f"stopped by {stop.name}: {r['count']} of {r['requested']} faces in {out} ({what})", file=sys.stderr)
         return stop.exit_code
+    return 0
+
+
+def read_latent(path: Path) -> dict:
+    """A latent file that --invert wrote (z, class, model and its sha256); UserError for anything else."""
+    try:
+        if path.stat().st_size > 2**20:
+            raise ValueError
+        record = json.loads(path.read_text())
+        z = np.asarray(record["z"], np.float32)
+        if z.ndim != 1 or not np.isfinite(z).all() or not isinstance(record.get("class"), (str, type(None))):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"--latent {path} is not a latent file written by --invert") from None
+    return {"z": z, "class": record.get("class"), "model": record.get("model"), "model_sha256": record.get("model_sha256")}
+
+
+def found_latent(engine, job: dict, a: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
+    """The start of an --invert or --latent job: (z [1, z_dim], class [1] or None)."""
+    start = job["start"]  # the picture's face, or a latent file's record
+    if isinstance(start, np.ndarray):
+        z, classes = engine.invert(start[None])
+    else:  # a latent file: it belongs to the model it was found in
+        if start["model_sha256"] not in (None, engine.sha256) or len(start["z"]) != engine.z_dim:
+            raise UserError(f"{a.latent} was found in {start['model'] or 'another model'}, not in "
+                            f"{engine.model_path.name}: give --model with that model")
+        z = start["z"][None]
+        cls = engine.class_of(start["class"]) if engine.classes and start["class"] else None
+        classes = None if not engine.classes else np.full(1, cls or 0, np.int64)
+    if classes is not None and engine.class_of(a.cls) is not None:  # --class NAME: that class, not the one read
+        classes = np.full(1, engine.class_of(a.cls), np.int64)
+    return z, classes
+
+
+def invert(engine, job: dict, a: argparse.Namespace, edits: dict) -> int:
+    """The face nearest the picture that the model can draw (or a latent file's face), steered or
+    morphed on, and its latent."""
+    z, classes = found_latent(engine, job, a)
+    start = a.invert or a.latent
+    out = job["out"]
+    if job["seeds"]:
+        frames = engine.morph_from(z[0], None if classes is None else int(classes[0]), job["seeds"], a.frames, job["psi"])
+        writer_for(out).write(frames, out, fps=a.fps, scale=job["scale"])
+        print(f"morph from {start} through {a.morph}: {len(frames)} frames -> {out}")
+    else:
+        face = engine.from_latents(z, classes, edits)[0]
+        writer_for(out).write(upscale(Image.fromarray(face), job["scale"]), out)
+        print(f"the face found for {start} -> {out}")
+    record = {"picture": Path(a.invert).name if a.invert else None, "from": Path(start).name,
+              "model": engine.model_path.name, "model_sha256": engine.sha256,
+              "z": [round(float(v), 6) for v in z[0]], "class": None if classes is None else engine.classes[int(classes[0])],
+              "edits": edits}
+    latent = out.with_name(out.stem + ".latent.json")
+    atomic_write_text(latent, json.dumps(record, indent=1) + "\n")
+    print(f"its latent -> {latent}")
     return 0
 
 

@@ -12,20 +12,23 @@ import functools
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
 from core import limits
 from core.errors import UserError, quote
 from core.images import make_grid, upscale
 from core.limits import FACE, LIMITS, MORPH_SCALE
+from core.pictures import read_face
 from core.seeds import MAX_SEED, check_int, check_psi, check_seed, check_span, parse_seeds
 from demo import costs, memory
 from demo.jobs import LANE, job_alive
 from demo.sweeper import WorkDir
-from runtime.registry import Registry
+from runtime.menu import ModelMenu
 from runtime.writers import WRITERS, animation_formats
 
 log = logging.getLogger("anime_gan.app")
@@ -50,6 +53,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "morph": Endpoint("morph", "morph", costs.Rule(4, costs.morph)),
     "steer": Endpoint("steer", "small", costs.Rule(3, costs.one)),
     "strip": Endpoint("strip", "small", costs.Rule(3, costs.strip)),
+    "invert": Endpoint("invert", "small", costs.Rule(1, costs.invert)),
     "steer_sliders": Endpoint("steer_sliders", "small", costs.Rule(3, costs.one), public=False),
     "about": Endpoint("about", "small", costs.Rule(0, lambda data: 0), public=False),
 }
@@ -78,15 +82,15 @@ def rejects(endpoint: str, work: WorkDir | None = None) -> Callable:
 
 
 class Handlers:
-    def __init__(self, registry: Registry, work: WorkDir, max_count: int = LIMITS.zip_faces):
-        self.models, self.work, self.max_count = registry, work, max_count
+    def __init__(self, menu: ModelMenu, work: WorkDir, max_count: int = LIMITS.zip_faces):
+        self.menu, self.work, self.max_count = menu, work, max_count
 
     # ------------------------------------------------------------------ single faces
 
     def _one(self, seed, psi, model, edits=None, face_class=None):
         """(seed, psi, checked edits, the face, its PNG file) for one seed of one model."""
         s, p = check_seed(seed), check_psi(psi)
-        engine = self.models.get(model)
+        engine = self.menu.get(model)
         e = engine.edits(edits)
         img = engine.face(s, p, e, face_class)
         return s, p, e, img, WRITERS[".png"].write(img, self.work.new(f"seed_{s:010d}{'_steered' if e else ''}", ".png"))
@@ -109,7 +113,7 @@ class Handlers:
         limits.check_grid(r, c)
         check_span(s0, r * c)
         seeds = list(range(s0, s0 + r * c))
-        engine = self.models.get(model)
+        engine = self.menu.get(model)
         engine.class_ids(seeds[:1], face_class)
         heavy = r * c >= costs.HEAVY  # a large grid takes the heavy lane like a zip (demo/costs.py)
         with LANE.slot() if heavy else contextlib.nullcontext():
@@ -124,7 +128,7 @@ class Handlers:
         n = check_int(count, "count", 1, self.max_count)
         s0, p = check_seed(start, "start seed"), check_psi(psi)
         check_span(s0, n)
-        engine = self.models.get(model)
+        engine = self.menu.get(model)
         engine.class_ids([s0], face_class)
         path = self.work.new(f"faces_{s0}-{s0 + n - 1}", ".zip")
         progress(0, desc="waiting for the heavy lane")
@@ -145,7 +149,7 @@ class Handlers:
             raise UserError(f"format must be {' or '.join(animation_formats())}, got {quote(fmt)}")
         p = check_psi(psi)
         total = limits.check_morph(len(seeds), n, MORPH_SCALE)
-        engine = self.models.get(model)
+        engine = self.menu.get(model)
         engine.class_ids(seeds[:1], face_class)
         progress(0, desc=f"waiting for the heavy lane ({total} frames to make)")  # shown from the first second
         with LANE.slot():
@@ -178,7 +182,7 @@ class Handlers:
         s, p = check_seed(seed), check_psi(psi)
         if not isinstance(direction, str):
             raise UserError(f"direction must be a name such as hair_blonde, got {quote(direction)}")
-        engine = self.models.get(model)
+        engine = self.menu.get(model)
         faces = engine.strip(s, direction, p, span=STRIP_SPAN, steps=STRIP_STEPS)
         img = Image.fromarray(make_grid(faces, cols=len(faces)))
         path = WRITERS[".png"].write(img, self.work.new(f"strip_{s}_{direction}", ".png"))
@@ -194,9 +198,9 @@ class Handlers:
     def slider_names(self) -> list[str]:
         """The directions of the first model that has any (the same names for every shipped model),
         found once: the Steer tab's sliders are made from them and must keep matching them."""
-        for name in self.models.names():
+        for name in self.menu.names():
             try:
-                d = self.models.get(name).directions
+                d = self.menu.get(name).directions
             except UserError:
                 continue
             if d:
@@ -206,28 +210,61 @@ class Handlers:
 
     _slider_directions = None  # the Directions the sliders were made from
 
+    # ------------------------------------------------------------------ a visitor's own face
+
+    def invert(self, picture, then="steer", direction=None, seed=42, model=None):
+        """The face nearest a visitor's picture that the model can draw, and a strip from it: along one
+        steering direction (-3 to +3), or a morph to a seed. The picture is read (size, format and
+        pixel caps: core/pictures.py) and deleted at once; nothing of it is kept."""
+        path = uploaded_path(picture)
+        try:
+            face = read_face(path)
+        finally:
+            forget_upload(path)
+        if then not in ("steer", "morph"):
+            raise UserError(f"then must be steer or morph, got {quote(then)}")
+        engine = self.menu.get(model)
+        z, classes = engine.invert(face[None])
+        found = engine.from_latents(z, classes)
+        if then == "morph":
+            s = check_seed(seed)
+            strip = engine.morph_from(z[0], None if classes is None else int(classes[0]), [s], STRIP_STEPS - 1)
+            what = f"a morph to seed {s}"
+        else:
+            if not isinstance(direction, str) or engine.directions is None or direction not in engine.directions.names:
+                names = ", ".join(engine.directions.names) if engine.directions else "none"
+                raise UserError(f"direction must be one of this model's: {names}; got {quote(direction)}")
+            steps = np.linspace(-STRIP_SPAN, STRIP_SPAN, STRIP_STEPS, dtype=np.float32)[:, None]
+            strip = engine.from_latents(z + steps * engine.directions.vectors[engine.directions.names.index(direction)],
+                                        None if classes is None else np.repeat(classes, STRIP_STEPS))
+            what = f"along {engine.directions.describe(direction)}, {-STRIP_SPAN:g} to {STRIP_SPAN:+g}"
+        cls = f" · class read: {engine.classes[int(classes[0])]}" if classes is not None else ""
+        pictures = [upscale(Image.fromarray(face), VIEW_SCALE // 2), upscale(Image.fromarray(found[0]), VIEW_SCALE // 2),
+                    upscale(Image.fromarray(make_grid(strip, cols=len(strip))), 2)]
+        return (*pictures, f"**Your picture** (cropped to 64x64) and **the face found**{cls}; below, {what}.")
+
     # ------------------------------------------------------------------ the model card
 
     def classes(self, model=None) -> list[str]:
         """The chosen model's classes (empty for an unconditional or unusable one)."""
         try:
-            return self.models.get(model).classes
+            return self.menu.get(model).classes
         except UserError:
             return []
 
     def about(self, model=None) -> str:
-        name = self.models.resolve(model)
+        name = self.menu.resolve(model)
         try:
-            engine = self.models.get(name)
+            engine = self.menu.get(name)
         except UserError as exc:
             return f"### Model card\n\n**{exc}**"
-        c, entry = engine.model_card(), self.models.entries[name]
-        fid = c["fid"] or entry.card.get("fid")
+        c, entry = engine.about(), self.menu.entries[name]
+        fid = c["fid"] or entry.menu_card.get("fid")
         fid_line = (f"**FID-5k {fid['fid']:.2f}** ({fid.get('protocol', '?')}; real images score {fid.get('floor', '?')})"
                     if fid else "FID: not measured for this file")
         note = "" if c["provider"] == "CUDA" else f" ({c['provider_note']})"
-        arch = c["architecture"] or entry.card.get("arch") or {}
-        params = c["parameters"] if c["parameters"] != "?" else entry.card.get("g_parameters", "?")
+        arch = c["architecture"] or entry.menu_card.get("arch") or {}
+        params = c["parameters"] if c["parameters"] != "?" else entry.menu_card.get("g_parameters", "?")
         lines = [
             f"### Model card: {entry.label}",
             f"- Name: `{name}` ({c['variant']} export of recipe **{c['recipe']}**) — {c['description']}",
@@ -243,13 +280,35 @@ class Handlers:
             f"- Provider in use: **{c['provider']}**{note}",
             f"- Steering: {', '.join(engine.directions.names) if engine.directions else engine.directions_note}",
         ]
-        if entry.card.get("notes"):
-            lines.append(f"- Notes: {entry.card['notes']}")
-        if entry.card.get("terms"):
-            lines.append(f"- Terms: {entry.card['terms']}")
+        if entry.menu_card.get("notes"):
+            lines.append(f"- Notes: {entry.menu_card['notes']}")
+        if entry.menu_card.get("terms"):
+            lines.append(f"- Terms: {entry.menu_card['terms']}")
         if c["model_card"]:
             lines.append(f"\n{c['model_card']}")
         return "\n".join(lines)
+
+
+def uploaded_path(picture) -> Path:
+    """The server path of a picture uploaded through this app (Gradio's upload folder), never any
+    other file a caller names."""
+    path = picture.get("path") if isinstance(picture, dict) else getattr(picture, "path", picture)
+    if not isinstance(path, str) or not path:
+        raise UserError("picture is empty: upload a face picture (PNG, JPEG, WebP, BMP or GIF)")
+    folder = Path(gr.utils.get_upload_folder()).resolve()
+    p = Path(path).resolve()
+    if folder not in p.parents or not p.is_file():
+        raise UserError("picture must be uploaded through this app (a path on the server is not taken)")
+    return p
+
+
+def forget_upload(path: Path) -> None:
+    """The uploaded file, and the folder Gradio made for it, gone: nothing of a visitor's picture is kept."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _class_note(cls) -> str:

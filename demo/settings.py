@@ -41,6 +41,7 @@ class Settings:
     header_timeout_s: int = 10      # ANIME_GAN_HEADER_TIMEOUT: seconds a request's headers may take (demo/connections.py)
     body_timeout_s: int = 30        # ANIME_GAN_BODY_TIMEOUT: seconds a request's body may take after its headers
     connections: int = 128          # ANIME_GAN_CONNECTIONS: open connections per address (8x that in all)
+    uploads_per_minute: int = 6     # ANIME_GAN_UPLOADS_PER_MINUTE: pictures one visitor may upload a minute (Your face)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -61,4 +62,5 @@ class Settings:
                    workdir=e.get("ANIME_GAN_WORKDIR") or None,
                    header_timeout_s=_int("ANIME_GAN_HEADER_TIMEOUT", cls.header_timeout_s, 1, 3600),
                    body_timeout_s=_int("ANIME_GAN_BODY_TIMEOUT", cls.body_timeout_s, 1, 3600),
-                   connections=_int("ANIME_GAN_CONNECTIONS", cls.connections, 4, 100_000))
+                   connections=_int("ANIME_GAN_CONNECTIONS", cls.connections, 4, 100_000),
+                   uploads_per_minute=_int("ANIME_GAN_UPLOADS_PER_MINUTE", cls.uploads_per_minute, 1, 10_000))

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Callable
 
 
+UPLOAD_TTL_S = 120  # seconds an uploaded picture that was never read may stay
+
+
 class WorkDir:
     def __init__(self, root: str | Path, ttl_s: int):
         # Inside Gradio's own cache folder by default: one folder for everything, and Gradio serves
@@ -29,6 +32,7 @@ class WorkDir:
         self._by_thread: dict[int, list[Path]] = {}  # files made by a request still being answered
         self._cached: dict[str, tuple[float, float]] = {}  # Gradio copy -> (first seen, its mtime then)
         self._file_sets: list[set[str]] = []
+        self._uploads: set[str] = set()
         self._keep: Callable[[], set[str]] = set
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -36,12 +40,16 @@ class WorkDir:
         threading.Thread(target=self._sweeper, daemon=True, name="workdir-sweeper").start()
 
     def _sweeper(self) -> None:
-        while not self._closed.wait(max(1.0, self.ttl_s / 3)):
+        while not self._closed.wait(max(1.0, min(self.ttl_s, UPLOAD_TTL_S) / 3)):
             self.sweep()
 
-    def adopt(self, file_sets: list[set[str]], keep: Callable[[], set[str]] = set) -> None:
-        """Also sweep the files named in Gradio's per-component cache sets, except those keep() names."""
-        self._file_sets, self._keep = file_sets, keep
+    def adopt(self, file_sets: list[set[str]], keep: Callable[[], set[str]] = set,
+              uploads: set[str] | None = None) -> None:
+        """Also sweep the files named in Gradio's per-component cache sets, except those keep() names,
+        and the visitors' uploads (a set of those) after UPLOAD_TTL_S: a picture is read at once, and
+        one that never is should not hold the disk for the made files' lifetime."""
+        self._uploads = uploads if uploads is not None else set()
+        self._file_sets, self._keep = [*file_sets, self._uploads], keep
 
     def new(self, stem: str, suffix: str) -> Path:
         self.sweep()
@@ -83,7 +91,7 @@ class WorkDir:
                 first, seen_mtime = self._cached.setdefault(name, (now, mtime))
                 if mtime != seen_mtime and not everything:  # Gradio touches a copy it hands out again: its life restarts
                     self._cached[name] = (now, mtime)
-                elif everything or now - first > self.ttl_s:
+                elif everything or now - first > (UPLOAD_TTL_S if file_set is self._uploads else self.ttl_s):
                     removed += _unlink(Path(name))
                     if Path(name).parent != self.path:
                         _remove_empty(Path(name).parent)

@@ -1,6 +1,6 @@
 """Generator (PyTorch) -> verified ONNX: BatchNorm folding, fp16/int8 variants, parity gate, metadata.
 
-Works for every generator in trainer/networks: folding, export and the gates need only the module.
+Works for every generator in networks/: folding, export and the gates need only the module.
 """
 from __future__ import annotations
 

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--out must end in .onnx: {a.out}")
     require("export", "torch", "onnx")
     from export.onnx_export import TOLERANCE, VARIANTS, to_onnx_fp32, variant_path, write_verified
-    from trainer.generator_io import find_checkpoint, load_generator
-    from trainer.networks import fold_batchnorm
+    from networks.files import find_checkpoint, load_generator
+    from networks import fold_batchnorm
 
     ckpt = find_checkpoint(a.checkpoint)
     g, card = load_generator(ckpt, a.config)

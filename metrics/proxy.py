@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "build":
         print(json.dumps(build(a.data, a.out, a.ref_n, floor_n=a.floor_n)))
         return 0
-    from metrics.evaluate import load_sampler
+    from metrics.samplers import load_sampler
     from metrics.report import generate, own_classes
 
     sample, z_dim, info = load_sampler(a.generator, "cpu")

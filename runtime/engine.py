@@ -1,5 +1,5 @@
 """The torch-free runtime: one ONNX generator on onnxruntime, and the faces, grids, strips and morphs
-made from it. Files are written by runtime/writers.py; the model menu is runtime/registry.py.
+made from it. Files are written by runtime/writers.py; the model menu is runtime/menu.py.
 
 A conditional generator takes a second input, `class` (int64 [batch]); its class names are in the
 model's metadata. Every method takes `cls`: a class name, or None / "any", for which each seed draws
@@ -33,13 +33,13 @@ from core.seeds import (
     check_seed,
     compress_seeds,
     latents,
+    morph_between,
     morph_latents,
     seed_classes,
 )
 from core.steering import Directions, directions_path
+from runtime.settings import DEFAULT_NAME, encoder_of, models_dir
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "demo" / "models"
-DEFAULT_MODEL = MODELS_DIR / "generator.onnx"
 IMAGE_SHAPE = (3, FACE, FACE)
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -75,6 +75,8 @@ class Engine:
     class_weights: list[float] = field(default_factory=list)  # the training data's class frequencies
     directions: Directions | None = None   # from NAME.directions.json beside the model, when there is one
     directions_note: str = ""
+    threads: int = 0                        # CPU threads per run (the encoder's session takes as many)
+    _encoder: object = field(default=None, repr=False)  # NAME.encoder.onnx's session, opened on first use
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)),
                                      repr=False)
 
@@ -82,9 +84,9 @@ class Engine:
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto", threads: int = 0) -> "Engine":
-        """model: a path (default: the shipped generator). device: auto | cpu | cuda. threads: CPU
+        """model: a path (default: the models folder's generator). device: auto | cpu | cuda. threads: CPU
         threads per run (0: onnxruntime's choice, every core; a server leaves some to other requests)."""
-        path = Path(model or DEFAULT_MODEL)
+        path = Path(model or models_dir() / f"{DEFAULT_NAME}.onnx")
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         if path.stat().st_size == 0:
@@ -106,7 +108,7 @@ class Engine:
             except UserError as exc:  # steering is off for this model; everything else works
                 note = str(exc)
         return cls(s.session, path, z_dim, meta, s.provider, s.note, sha, s.session.get_inputs()[0].name,
-                   classes, weights, directions, note)
+                   classes, weights, directions, note, threads=threads)
 
     @staticmethod
     def _check_io(sess, path: Path) -> tuple[int, bool]:
@@ -228,6 +230,20 @@ class Engine:
         y = self.class_ids([check_seed(seed)] * steps, cls)
         return self.render(z + np.linspace(-span, span, steps, dtype=np.float32)[:, None] * d, y)
 
+    def from_latents(self, z: np.ndarray, classes: np.ndarray | None = None, edits: dict[str, float] | None = None) -> np.ndarray:
+        """uint8 faces of given latents [B, z_dim] (an inverted face's, say), moved along the edits;
+        a conditional model's classes [B] default to class 0."""
+        y = classes if classes is not None or not self.classes else np.zeros(len(z), np.int64)
+        return self.render(self.steer(np.asarray(z, np.float32), edits), y)
+
+    def morph_from(self, z0: np.ndarray, cls0: int | None, seeds: Sequence[int], frames: int,
+                   psi: float = 1.0) -> np.ndarray:
+        """uint8 frames from a latent (an inverted face's) through the seeds' faces, as morph() does."""
+        keys = np.concatenate([np.asarray(z0, np.float32)[None], latents([check_seed(s) for s in seeds], self.z_dim,
+                                                                          check_psi(psi))])
+        z = morph_between(keys, frames)
+        return self.render(z, None if not self.classes else np.full(len(z), cls0 or 0, np.int64))
+
     def morph(self, seeds: Sequence[int], frames: int, psi: float = 1.0,
               edits: dict[str, float] | None = None, cls: object = None) -> np.ndarray:
         """uint8 frames: `frames` per leg, slerp between consecutive seeds' latents, then the last seed.
@@ -240,6 +256,34 @@ class Engine:
         z = self.steer(morph_latents(seeds, frames, self.z_dim, check_psi(psi)), edits)
         first = self.class_ids(seeds[:1], cls)
         return self.render(z, None if first is None else np.full(len(z), first[0], np.int64))
+
+    # ------------------------------------------------------------------ inversion
+
+    @property
+    def encoder_path(self) -> Path:
+        return encoder_of(self.model_path)
+
+    def encoder(self):
+        """The inversion encoder's session (opened once); EngineError when the model has none or its
+        encoder belongs to another generator."""
+        if self._encoder is None:
+            if not self.encoder_path.is_file():
+                raise EngineError(f"{self.model_path.name} has no encoder beside it ({self.encoder_path.name}): "
+                                  f"python -m trainer.encoder trains one (docs/inversion.md)")
+            s = open_session(self.encoder_path, "cpu" if self.provider == "CPU" else "auto", self.threads)
+            meta = s.session.get_modelmeta().custom_metadata_map
+            if meta.get("generator_sha256") != self.sha256 or meta.get("z_dim") != str(self.z_dim):
+                raise EngineError(f"{self.encoder_path.name} was made for another model ({meta.get('generator', '?')}, "
+                                  f"sha256 {meta.get('generator_sha256', '?')[:12]}), not {self.model_path.name}")
+            self._encoder = s.session
+        return self._encoder
+
+    def invert(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Faces uint8 [B, 64, 64, 3] -> (their latents [B, z_dim], their classes [B] or None): the
+        encoder's reading, which the generator draws back as the face nearest it can make."""
+        x = np.ascontiguousarray(faces.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0)
+        out = self.encoder().run(None, {"image": x})
+        return out[0].astype(np.float32), (out[1].argmax(1).astype(np.int64) if self.classes and len(out) > 1 else None)
 
     # ------------------------------------------------------------------ descriptions
 
@@ -259,9 +303,9 @@ class Engine:
         """The rule the model was exported with (its metadata), else the project's."""
         return self.metadata.get("latent_rule") or LATENT_RULE
 
-    def model_card(self) -> dict:
-        """The model's own card: what its ONNX metadata says about it (the run card is generator.json,
-        the menu card NAME.json beside the model)."""
+    def about(self) -> dict:
+        """What the model's ONNX metadata says about it (its recipe, training, FID, parity, classes;
+        the run card is generator.json, the menu card NAME.json beside the model)."""
         m = self.metadata
         return {"file": str(self.model_path.name), "sha256": self.sha256, "z_dim": self.z_dim,
                 "provider": self.provider, "provider_note": self.provider_note,

@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "models" / "compare"
 PAGE = ROOT / "docs" / "which-gan.md"
 GRID_SEEDS = range(8)
+FIGURE = "\n\n![FID-5k against real images seen, one line per entry]({docs}/fid.png)"
+GRID = "\n\n![Seeds 0-7 of every entry, one row each]({docs}/grid.png)"
+FILES = "\n\nThe evaluation files of every entry are in [`docs/models/compare/`]({docs}/table.md)."
 COLLAPSE_SHARE = 0.35  # near-duplicates among 1,000 faces: real images about 1 %, collapsed runs 49-75 %
 
 
@@ -231,7 +235,7 @@ def grid_figure(out: Path, table: list[dict], path: Path) -> None:
 
     from core.images import make_grid, save_png, to_uint8
     from core.seeds import latents, seed_classes
-    from trainer.generator_io import load_generator
+    from networks.files import load_generator
 
     rows, names = [], []
     for t in table:
@@ -275,7 +279,10 @@ def report(a: argparse.Namespace, entries: list[Entry]) -> int:
     text = markdown(table)
     (a.docs / "table.md").write_text(text + "\n")
     if a.page.is_file():
-        replace_block(a.page, "compare", text)
+        # the page links the figures only once they exist, so a clone never shows a broken picture
+        rel = os.path.relpath(a.docs, a.page.parent)
+        links = FIGURE + (GRID if (a.docs / "grid.png").is_file() else "") + FILES
+        replace_block(a.page, "compare", text + links.format(docs=rel))
     print(text)
     print(f"wrote {a.docs}/: fid.png, grid.png, table.md and each entry's evals" +
           (f"; the table in {a.page}" if a.page.is_file() else ""))

@@ -25,6 +25,7 @@ from core.dataset import data_record
 from core.errors import UserError, command, require
 from core.figures import pyplot, save_figure
 from core.files import atomic_write_text, sha256_file
+from runtime.settings import model_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,7 @@ def make_card(run: Path, build: Path, variant: str, label: str, notes: str, ship
                    for v in parity["variants"]},
     }
     if card["g_parameters"] is None:  # runs from before the trainer recorded it
-        from trainer.networks import build_generator
+        from networks import build_generator
 
         card["g_parameters"] = sum(p.numel() for p in build_generator(info["arch"]).parameters())
     return card
@@ -126,7 +127,7 @@ def table(docs: Path = ROOT / "docs" / "models", prefix: str = "models") -> str:
 def menu_table(models: Path = ROOT / "demo" / "models", default: str = "generator") -> str:
     """One markdown row per shipped model (demo/models/NAME.json, the menu cards), best FID first."""
     rows = []
-    for onnx in sorted(models.glob("*.onnx")):
+    for onnx in model_files(models):
         path = onnx.with_suffix(".json")
         if not path.is_file():
             continue
@@ -298,9 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             print(f"{page.relative_to(ROOT)}: {'updated' if replace_block(page, block, text) else 'unchanged'}")
         if a.cmd == "menu" and a.write:
-            from runtime.registry import Registry
+            from runtime.menu import ModelMenu
 
-            index = Registry(ROOT / "demo" / "models").index()
+            index = ModelMenu(ROOT / "demo" / "models").index()
             atomic_write_text(ROOT / "demo" / "models" / "index.json", json.dumps(index, indent=2) + "\n")
             print("demo/models/index.json: written")
         return 0

@@ -27,9 +27,10 @@ SPACE_README = """
 # Anime Face Studio
 
 Anime faces from seeds with a small GAN: one face, a grid, 1,000 faces in a zip, a morph between
-seeds, steering (hair colour, brightness, ...) and a conditional model that draws the hair colour
-you ask for. Seed 42 is the same face every time. The in-browser page at `/edge/` makes faces on
-your own device.
+seeds, steering (hair colour, brightness, ...), a conditional model that draws the hair colour
+you ask for, and Your face: the nearest face a model can draw to a picture you upload (deleted as
+soon as it is read), steered or morphed from there. Seed 42 is the same face every time. The
+in-browser page at `/edge/` makes faces on your own device.
 
 ![The app](app.png)
 

@@ -14,13 +14,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.images import make_grid, save_png, upscale
-from runtime.registry import Registry
+from runtime.menu import ModelMenu
 
 LABEL_W = 150
 
 
 def figure(model: str | None, seed: int, steps: int = 7, span: float = 3.0, scale: int = 2) -> Image.Image:
-    engine = Registry(device="cpu", default=model).get()
+    engine = ModelMenu(device="cpu", default=model).get()
     if engine.directions is None:
         raise SystemExit(f"error: {engine.directions_note}")
     names = engine.directions.names

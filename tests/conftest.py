@@ -112,7 +112,7 @@ def trained_like(g):
 def export_tiny(g, out: Path, arch: dict, recipe: str = "test", classes: list | None = None,
                 counts: list | None = None) -> Path:
     from export.onnx_export import to_onnx_fp32, write_verified
-    from trainer.networks import fold_batchnorm
+    from networks import fold_batchnorm
 
     card = {"arch": arch, "recipe": {"name": recipe, "description": "a tiny test generator"}, "epochs": 0, "steps": 0,
             "classes": classes or [], "class_counts": counts or []}
@@ -126,7 +126,7 @@ def tiny_onnx(tmp_path_factory) -> Path:
     """A small exported generator whose random weights still give distinct faces for every seed."""
     import torch
 
-    from trainer.networks.dcgan import Generator
+    from networks.dcgan import Generator
 
     torch.manual_seed(0)
     g = Generator(z_dim=16, width=8).eval()  # PyTorch's default init: varied outputs, unlike N(0, 0.02)
@@ -141,7 +141,7 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
 
     import torch
 
-    from trainer.networks.resnet import Generator
+    from networks.resnet import Generator
 
     folder = tmp_path_factory.mktemp("models")
     shutil.copy(tiny_onnx, folder / "generator.onnx")
@@ -151,7 +151,7 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
     export_tiny(g, folder / "small-resnet.onnx", g.arch(), "resnet-test")
     (folder / "small-resnet.json").write_text(json.dumps({"label": "Small ResNet (test)", "notes": "for tests"}))
     (folder / "broken.onnx").write_bytes(b"not a model")
-    from trainer.networks.dcgan import Generator as DCGAN
+    from networks.dcgan import Generator as DCGAN
 
     torch.manual_seed(2)
     c = DCGAN(z_dim=16, width=8, n_classes=3).eval()
@@ -163,27 +163,45 @@ def tiny_models(tmp_path_factory, tiny_onnx) -> Path:
 
     result = measure(folder / "generator.onnx", samples=400, principal=2, candidates=4, progress=lambda m: None)
     directions_path(folder / "generator.onnx").write_text(json.dumps(result))
+    for name in ("generator", "tiny-cgan"):  # the default and the conditional model can find a picture's face
+        run = tmp_path_factory.mktemp("encoder") / name
+        train_tiny_encoder(folder / f"{name}.onnx", run)
+        from export.encoder import main as export_encoder
+
+        assert export_encoder(["--run", str(run), "--out", str(folder / f"{name}.encoder.onnx")]) == 0
     return folder
+
+
+def train_tiny_encoder(generator: Path, out: Path, kimg: float = 0.256, **options):
+    """A few steps of an encoder (trainer/encoder) for a generator file; the finished EncoderRun."""
+    import torch
+
+    from trainer.encoder.run import EncoderOptions, EncoderRun, train
+
+    run = EncoderRun(EncoderOptions(generator=str(generator), kimg=kimg, batch_size=16, width=8, **options),
+                     torch.device("cpu"))
+    train(run, out, log_every=4)
+    return run
 
 
 @pytest.fixture(scope="session")
 def served(tiny_models):
-    """The app on a free localhost port, driven through gradio_client: (client, registry, port)."""
+    """The app on a free localhost port, driven through gradio_client: (client, menu, port)."""
     from gradio_client import Client
 
     from core.system import free_port
     from demo.app import build_app, launch_options, serve_edge
     from demo.settings import Settings
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
-    registry = Registry(tiny_models, device="cpu", default="generator")
-    settings = Settings(max_count=50, file_ttl_s=600)
-    app = build_app(registry, settings)
+    menu = ModelMenu(tiny_models, device="cpu", default="generator")
+    settings = Settings(max_count=50, file_ttl_s=600, uploads_per_minute=1000)  # tests upload more than a person
+    app = build_app(menu, settings)
     port = free_port()
     app.launch(prevent_thread_lock=True, quiet=True,
                **{**launch_options(settings), "server_name": "127.0.0.1", "server_port": port})
     serve_edge(app, tiny_models)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    yield client, registry, port
+    yield client, menu, port
     app.close()
     app.work.close()

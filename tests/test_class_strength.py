@@ -7,10 +7,10 @@ import torch
 
 from core.attributes import HAIR_CLASSES
 from tests.conftest import trained_like
-from trainer.checkpoint import save_json, save_torch
-from trainer.class_strength import main
-from trainer.generator_io import load_generator
-from trainer.networks import GENERATORS
+from networks.files import save_json, save_torch
+from trainer.class_strength.__main__ import main
+from networks.files import load_generator
+from networks import GENERATORS
 
 Z, W, N = 16, 8, len(HAIR_CLASSES)
 
@@ -64,7 +64,7 @@ def test_the_command_writes_a_run_that_exports_and_says_its_strength(tmp_path):
     assert export(["--checkpoint", str(tmp_path / "s15"), "--out", str(out)]) == 0
     assert read_metadata(out)["class_strength"] == "1.5"
     engine = Engine.load(out, device="cpu")
-    assert engine.model_card()["class_strength"] == 1.5
+    assert engine.about()["class_strength"] == 1.5
     assert engine.faces([42], cls="red").shape == (1, 64, 64, 3)
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core import ort as core_ort
-from runtime.engine import DEFAULT_MODEL
+from runtime.settings import DEFAULT_NAME, models_dir
 from demo.generate import main as cli
 
 
@@ -36,9 +36,9 @@ def test_cli_models_by_name(tiny_models, monkeypatch, tmp_path, capsys):
     import functools
 
     import demo.generate
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
-    monkeypatch.setattr(demo.generate, "Registry", functools.partial(Registry, tiny_models))
+    monkeypatch.setattr(demo.generate, "ModelMenu", functools.partial(ModelMenu, tiny_models))
     assert cli(["--list-models"]) == 0
     listing = capsys.readouterr().out
     assert "generator" in listing and "Small ResNet (test)" in listing
@@ -86,7 +86,7 @@ def test_cli_error_echo_is_capped(tmp_path, tiny_onnx, capsys, monkeypatch):
 
 
 def test_cli_default_makes_1000_distinct_faces_with_the_shipped_model(tmp_path, monkeypatch, capsys):
-    if not DEFAULT_MODEL.is_file():
+    if not (models_dir() / f"{DEFAULT_NAME}.onnx").is_file():
         pytest.skip("no shipped model")
     monkeypatch.chdir(tmp_path)
     assert cli(["--quiet", "--device", "cpu"]) == 0
@@ -110,14 +110,14 @@ def test_cli_classes(tiny_models, monkeypatch, tmp_path, capsys):
     import numpy as np
 
     import demo.generate
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
-    monkeypatch.setattr(demo.generate, "Registry", functools.partial(Registry, tiny_models))
+    monkeypatch.setattr(demo.generate, "ModelMenu", functools.partial(ModelMenu, tiny_models))
     assert cli(["--list-models"]) == 0
     assert "classes: red, blue, green (--class NAME; default any)" in capsys.readouterr().out
     assert cli(["--model", "tiny-cgan", "--class", "blue", "--seeds", "42", "--out", str(tmp_path / "b.png")]) == 0
     assert "class: blue" in capsys.readouterr().out
-    engine = Registry(tiny_models, device="cpu").get("tiny-cgan")
+    engine = ModelMenu(tiny_models, device="cpu").get("tiny-cgan")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), engine.faces([42], cls="blue")[0])
     assert cli(["--model", "tiny-cgan", "--class", "pink", "--seeds", "1", "--out", str(tmp_path / "p.png")]) == 2
     assert "class must be one of: any, red, blue, green; got 'pink'" in capsys.readouterr().err
@@ -130,7 +130,6 @@ def test_a_stopped_zip_is_closed_with_what_was_made(tmp_path, tiny_onnx, sig):
     """A million faces stopped by SIGTERM or Ctrl-C: a valid zip of the faces made so far, whose
     manifest says it is incomplete, no temporary file, and the shell's exit code for that signal."""
     import json
-    import os
     import signal
     import subprocess
     import sys

@@ -32,7 +32,8 @@ def readme_entry_points(pages: list[Path] | None = None) -> list[str]:
     for chunk in code:
         for module, path in re.findall(r"\bpython3? (?:-m ([\w.]+)|([\w./-]+\.py))", chunk):
             if module and module.split(".")[0] in OURS:
-                found.add(module.replace(".", "/") + ".py")
+                path = module.replace(".", "/")  # a module, or a package run by its __main__.py
+                found.add(path + "/__main__.py" if (ROOT / path).is_dir() else path + ".py")
             elif path and path.split("/")[0].removesuffix(".py") in OURS:
                 found.add(path)
     return sorted(found)
@@ -50,7 +51,7 @@ def run(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.Com
 
 
 def as_module(path: str) -> str:
-    return path.removesuffix(".py").replace("/", ".")
+    return path.removesuffix(".py").removesuffix("/__main__").replace("/", ".")
 
 
 def test_readme_names_the_commands_it_shows():
@@ -130,3 +131,9 @@ def test_export_without_torch_or_onnx_says_which_file_installs_them(tmp_path, fo
     assert r.returncode == 2 and not list(tmp_path.iterdir())
     assert r.stderr.strip() == ("error: export needs torch and onnx, which are not installed: pip install -r "
                                 "requirements-dev.txt (requirements.txt installs only the app and the CLI)")
+
+
+def test_the_older_name_of_the_evaluation_still_runs_it(tmp_path):
+    """`python -m trainer.evaluate` (the older name) runs metrics.evaluate, errors and exit codes included."""
+    r = run(["-m", "trainer.evaluate", "--generator", "missing.onnx", "--data", str(tmp_path)], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: no images") and "\n" not in r.stderr.strip(), r.stderr[-300:]

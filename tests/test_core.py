@@ -174,18 +174,13 @@ def test_slerp_keeps_the_norm_between_endpoints():
 
 # ----------------------------------------------------------------------------- the house
 
-PACKAGES = ("core", "metrics", "trainer", "export", "runtime", "demo", "bench", "scripts")
+PACKAGES = ("core", "networks", "metrics", "trainer", "export", "runtime", "demo", "bench", "scripts")
+# Modules that are commands (python -m ...): nothing imports from them.
+COMMANDS = ("trainer/train.py", "metrics/evaluate.py", "export/to_onnx.py", "demo/generate.py")
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names & set(PACKAGES)
+    return {n.split(".")[0] for n in _all_imports(path)} & set(PACKAGES)
 
 
 def _files(package: str) -> list[Path]:
@@ -193,20 +188,45 @@ def _files(package: str) -> list[Path]:
 
 
 def test_imports_flow_one_way():
-    """data -> trainer -> export -> runtime -> CLI and app, over a core that imports nothing of ours:
-    core imports nothing of ours and no torch; the runtime only core; metrics, trainer and export
-    never import the runtime or the app; the runtime and the app never import torch."""
-    allowed = {"core": set(), "metrics": {"core"}, "trainer": {"core", "metrics", "trainer"},
-               "export": {"core", "trainer", "export"}, "runtime": {"core"}, "demo": {"core", "demo", "runtime"}}
-    # The evaluation command also rebuilds trainer networks from a Generator.pth (one lazy import).
-    exceptions = {"metrics/evaluate.py": {"trainer"}}
+    """data -> trainer -> Generator.pth -> export -> runtime -> CLI and app, over a core that imports
+    nothing of ours: core imports nothing of ours and no torch; networks (the architectures and
+    their files) only core; metrics core and networks; the trainer those and metrics (never the
+    other way: metrics reads Generator.pth through networks); export core and networks; the runtime
+    only core; the runtime and the app never import torch."""
+    allowed = {"core": set(), "networks": {"core"}, "metrics": {"core", "networks"},
+               "trainer": {"core", "networks", "metrics"}, "export": {"core", "networks"}, "runtime": {"core"},
+               "demo": {"core", "runtime"}}
     for package, ok in allowed.items():
         for f in _files(package):
-            extra = exceptions.get(str(f.relative_to(ROOT)), set())
-            bad = _imports(f) - ok - extra - {package}
+            bad = _imports(f) - ok - {package}
             assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
     for f in _files("core") + _files("runtime") + _files("demo"):
         assert "torch" not in {n.split(".")[0] for n in _all_imports(f)}, f"{f.relative_to(ROOT)} imports torch"
+
+
+def test_no_module_imports_a_command():
+    """A command (python -m X) is a thin layer: what it uses lives in a module of its job, which other
+    modules import instead (a command's __main__.py likewise)."""
+    commands = {c.removesuffix(".py").replace("/", ".") for c in COMMANDS}
+    commands |= {str(p.relative_to(ROOT).with_suffix("")).replace("/", ".") for pkg in PACKAGES
+                 for p in (ROOT / pkg).rglob("__main__.py")}
+    for pkg in PACKAGES + ("tests",):
+        for f in _files(pkg):
+            if pkg == "tests":
+                continue  # tests run the commands
+            used = _all_imports(f) & commands
+            assert not used, f"{f.relative_to(ROOT)} imports the command {used}"
+
+
+def test_the_trainer_shows_its_jobs_as_folders():
+    """trainer/'s top level is the training core; every other job is a folder that names its command."""
+    top = {p.name for p in (ROOT / "trainer").iterdir() if p.suffix == ".py"}
+    assert top == {"__init__.py", "train.py", "options.py", "config.py", "data.py", "run_state.py", "step.py",
+                   "training_loop.py", "run_files.py", "objectives.py", "ema.py", "diffaug.py", "signals.py",
+                   "precision.py", "checks.py", "evaluation.py"}
+    for job in (p for p in (ROOT / "trainer").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        doc = ast.get_docstring(ast.parse((job / "__init__.py").read_text()))
+        assert doc and ("python -m trainer." in doc), f"trainer/{job.name}/__init__.py names no command"
 
 
 def _all_imports(path: Path) -> set[str]:

@@ -58,13 +58,13 @@ def guarded(tiny_models):
     from demo import connections
     from demo.app import build_app, launch_options
     from demo.settings import Settings
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
     before = connections.GuardedH11Protocol.limits
     settings = Settings(max_count=1000, file_ttl_s=600, queue=16, per_client=8, per_client_heavy=3,
                         per_client_cost=1100, trust_proxy=ProxyTrust("private"), header_timeout_s=2, body_timeout_s=2,
                         connections=8)
-    app = build_app(Registry(tiny_models, device="cpu", default="generator"), settings)
+    app = build_app(ModelMenu(tiny_models, device="cpu", default="generator"), settings)
     port = free_port()
     app.launch(prevent_thread_lock=True, quiet=True,
                **{**launch_options(settings), "server_name": "127.0.0.1", "server_port": port})
@@ -200,19 +200,25 @@ def test_malformed_queue_requests_get_one_line_and_a_4xx(guarded, caplog):
     assert sum(r.getMessage().startswith("rejected a malformed queue request") for r in caplog.records) == 6
 
 
-def test_a_hostile_crowd_leaves_the_other_visitor_served_and_memory_where_it_was(monkeypatch, tiny_onnx):
-    """bench/crowd.py's patterns, short: forged visitors, grid loops, a morph flood, slow clients and
-    malformed requests; the other visitor is never refused, and memory settles within 10 %."""
+def test_a_hostile_crowd_leaves_the_other_visitor_served_and_memory_where_it_was(monkeypatch, tiny_models):
+    """bench/crowd.py's patterns, short: forged visitors, grid loops, a morph flood, upload floods, slow
+    clients and malformed requests; the other visitor is never refused, and memory settles within 10 %."""
     from bench import crowd
 
     monkeypatch.setenv("ANIME_GAN_HEADER_TIMEOUT", "2")
     monkeypatch.setenv("ANIME_GAN_BODY_TIMEOUT", "2")
-    r = crowd.main(["--model", str(tiny_onnx), "--forged", "12", "--grid-loops", "3", "--grid-s", "5", "--morphs", "6",
-                    "--slow", "100", "--stalled", "40", "--slow-s", "5", "--settle", "4", "--alone-s", "4"])
+    r = crowd.main(["--model", str(tiny_models / "generator.onnx"), "--forged", "12", "--grid-loops", "3", "--grid-s",
+                    "5", "--morphs", "6", "--pictures", "10", "--spread", "70", "--slow", "100", "--stalled", "40",
+                    "--slow-s", "5", "--settle", "4", "--alone-s", "4"])
     assert r["morphs"]["newcomer_morph"] == "done"
+    pictures = r["pictures"]
+    assert pictures["one_address"]["statuses"] == {200: 6, 429: 4}  # six a minute, forged first entries or not
+    assert pictures["newcomer_face_found"] == "done"
+    assert pictures["spread"]["statuses"][429] >= 70 + 7 - 60  # sixty a minute from everyone
+    assert pictures["unread_uploads_stored"] <= 60
     assert r["slow"]["slow_still_open"] == 0 and r["slow"]["stalled_still_open"] == 0
     assert set(v for k, v in r["malformed"].items() if k.startswith(("fn_index", "/call/face []"))) == {400}
     assert r["tracebacks_logged"] == 0
-    for phase in ("forged", "grids", "morphs", "slow", "malformed"):
+    for phase in ("forged", "grids", "morphs", "pictures", "slow", "malformed"):
         assert r[phase]["other_visitor"]["refused"] == 0, phase
     assert r["rss_mb"]["after_vs_start"] < 0.10

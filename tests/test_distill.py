@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from core.errors import UserError
-from trainer.distill import Distillation, Settings, main
-from trainer.pruning import features, pruned_student
-from trainer.networks.dcgan import Generator
+from trainer.distill.__main__ import main
+from trainer.distill.run import DistillOptions, Distillation
+from trainer.distill.pruning import features, pruned_student
+from networks.dcgan import Generator
 
 
 def test_a_pruned_student_is_the_teacher_when_the_dropped_channels_are_dead():
@@ -74,7 +75,7 @@ def test_a_conditional_teacher_gives_a_conditional_student_that_keeps_every_clas
         assert (teacher(z, torch.zeros(30, dtype=torch.long)) - teacher(z, torch.ones(30, dtype=torch.long))).abs().max() > 1e-3
 
 
-def _straight_and_resumed(cfg: Settings) -> tuple[Distillation, Distillation, list[dict]]:
+def _straight_and_resumed(cfg: DistillOptions) -> tuple[Distillation, Distillation, list[dict]]:
     """Four steps in one go; and two steps, a new run from that checkpoint, two more (with their
     loss rows)."""
     straight = Distillation(cfg, torch.device("cpu"))
@@ -90,7 +91,7 @@ def _straight_and_resumed(cfg: Settings) -> tuple[Distillation, Distillation, li
 def test_a_resumed_distillation_continues_exactly(tiny_run):
     """Two steps, checkpoint, a new run from it, two more: the same weights as four in one go
     (training latents, optimiser moments and counters all come back)."""
-    cfg = Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8)
+    cfg = DistillOptions(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8)
     straight, second, losses = _straight_and_resumed(cfg)
     assert (second.step, second.images_seen) == (4, 32)
     assert all(row["loss_pixels"] > 0 and row["loss_features"] > 0 for row in losses)
@@ -111,7 +112,7 @@ def test_the_command_writes_a_run_that_exports(tiny_run, tmp_path, capsys):
     assert rows[0].split(",")[:4] == ["step", "images_seen", "loss_pixels", "loss_features"] and len(rows) == 2
     assert (out / "losses.png").is_file() and (out / "samples" / "step_0000050.png").is_file()
     # The student's Generator.pth is what export and evaluation read: it loads and draws faces.
-    from trainer.generator_io import load_generator
+    from networks.files import load_generator
 
     g, _ = load_generator(out)
     with torch.no_grad():
@@ -131,8 +132,8 @@ def test_the_command_needs_a_teacher_or_a_run(capsys):
     assert "--teacher" in capsys.readouterr().err
 
 
-def _adversarial(tiny_run, **kw) -> Settings:
-    return Settings(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8, d_width=4, **kw)
+def _adversarial(tiny_run, **kw) -> DistillOptions:
+    return DistillOptions(teacher=str(tiny_run / "Generator.pth"), g_width=4, kimg=1.0, batch_size=8, d_width=4, **kw)
 
 
 def test_the_discriminator_reaches_the_student_only_after_its_warm_up(tiny_run):
@@ -170,13 +171,13 @@ def test_a_student_can_start_from_an_earlier_student(tiny_run, tmp_path):
     assert main(["--teacher", str(tiny_run), "--g-width", "4", "--out", str(out), "--kimg", "0.08",
                  "--batch-size", "8", "--lr", "3e-3"]) == 0
     earlier = torch.load(out / "Generator.pth", weights_only=True)
-    again = Distillation(Settings(teacher=str(tiny_run), g_width=4, student=str(out)), torch.device("cpu"))
-    fresh = Distillation(Settings(teacher=str(tiny_run), g_width=4), torch.device("cpu"))
+    again = Distillation(DistillOptions(teacher=str(tiny_run), g_width=4, student=str(out)), torch.device("cpu"))
+    fresh = Distillation(DistillOptions(teacher=str(tiny_run), g_width=4), torch.device("cpu"))
     state = again.student.state_dict()
     assert all(torch.equal(state[k], v) for k, v in earlier.items())
     assert not torch.equal(state["net.0.weight"], fresh.student.state_dict()["net.0.weight"])
     with pytest.raises(UserError, match="not the student"):
-        Distillation(Settings(teacher=str(tiny_run), g_width=2, student=str(out)), torch.device("cpu"))
+        Distillation(DistillOptions(teacher=str(tiny_run), g_width=2, student=str(out)), torch.device("cpu"))
     for wrong in (str(tmp_path / "none.onnx"), str(tiny_run)):  # no such file; the teacher, width 8
         assert main(["--teacher", str(tiny_run), "--student", wrong, "--g-width", "4", "--out", str(tmp_path / "no")]) == 2
         assert not (tmp_path / "no").exists()  # refused before the run folder is made

@@ -11,6 +11,7 @@ import pytest
 from bench.edge_speed import CHROMIUM, CHROMIUM_ARGS
 from bench.edge_speed import static_server as serve_demo
 from core.seeds import latents
+from runtime.settings import model_files
 from tests.conftest import ROOT
 
 WEB = ROOT / "demo" / "web"
@@ -153,7 +154,7 @@ def test_a_model_switch_marks_the_grid_and_morph_stale(browser, static_server):
 def test_the_page_lists_the_folders_models_and_asks_only_for_what_is_there(browser, served, static_server):
     """The menu is the models folder's (the app's index, or demo/models/index.json from a static
     server), every request the page makes is answered, and no empty picture box shows before a result."""
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
     from tests.conftest import ROOT
 
     _, registry, port = served
@@ -166,8 +167,37 @@ def test_the_page_lists_the_folders_models_and_asks_only_for_what_is_there(brows
         assert page.evaluate("() => [...document.querySelectorAll('canvas')].every((c) => c.hidden)")
         page.wait_for_function("() => window.edge && window.edge.coldStartMs !== null", timeout=120_000)
         options = page.evaluate("() => [...document.querySelectorAll('#model option')].map((o) => o.value)")
-        assert options == sorted(p.stem for p in Path(folder).glob("*.onnx")), url
+        assert options == sorted(p.stem for p in model_files(folder)), url
         assert not page.locator("#face").is_hidden() and page.locator("#grid").is_hidden()
         assert missing == [], missing
         page.close()
-    assert json.loads((ROOT / "demo" / "models" / "index.json").read_text()) == Registry(ROOT / "demo" / "models").index()
+    assert json.loads((ROOT / "demo" / "models" / "index.json").read_text()) == ModelMenu(ROOT / "demo" / "models").index()
+
+
+@needs_chromium
+def test_the_page_finds_a_picture_s_face_as_python_does(browser, served, tmp_path):
+    """Your face in the browser: the picture read on the device, the encoder's latent and the face found
+    equal Python's; a model without an encoder disables the picture input and says why."""
+    from PIL import Image
+
+    from core.pictures import read_face
+
+    _, registry, port = served
+    rng = np.random.RandomState(3)
+    picture = tmp_path / "me.png"
+    Image.fromarray(np.repeat(np.repeat(rng.randint(0, 255, (8, 8, 3), np.uint8), 8, 0), 8, 1)).save(picture)
+    page = open_page(browser, f"http://127.0.0.1:{port}/edge/?model=generator")
+    page.set_input_files("#invert-file", str(picture))
+    page.wait_for_function("() => document.querySelector('#invert-info').textContent.includes('face found')",
+                           timeout=60_000)
+    assert not page.locator("#invert").is_hidden() and page.locator("#error").inner_text() == ""
+    found = page.evaluate("() => window.edge.found")
+    engine = registry.get("generator")
+    z, _ = engine.invert(read_face(picture)[None])
+    assert np.abs(np.array(found["z"], np.float32) - z[0]).max() < 1e-3
+    face = np.array(found["face"], np.uint8).reshape(64, 64, 4)[..., :3]
+    assert np.abs(face.astype(int) - engine.from_latents(z)[0].astype(int)).max() <= 2
+    page.select_option("#model", "small-resnet")
+    page.wait_for_function("() => document.querySelector('#invert-file').disabled")
+    assert "has no encoder" in page.locator("#invert-help").inner_text()
+    page.close()

@@ -83,7 +83,7 @@ def test_grid_and_morph_shapes(eng, tmp_path):
 
 
 def test_card_reads_the_models_metadata(eng):
-    c = eng.model_card()
+    c = eng.about()
     assert c["recipe"] == "test" and c["architecture"]["name"] == "dcgan" and c["z_dim"] == 16
     assert c["latent_rule"].startswith("numpy RandomState(seed).randn(z_dim)")
     assert c["parameters"] == eng.metadata["g_parameters"] and int(c["parameters"]) > 0
@@ -159,34 +159,34 @@ def test_bad_model_files_are_refused_with_one_line(tmp_path, tiny_onnx, capsys):
 
 
 def test_registry_chooses_by_name_and_survives_a_broken_model(tiny_models):
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
-    reg = Registry(tiny_models, device="cpu")
+    reg = ModelMenu(tiny_models, device="cpu")
     assert reg.default == "generator" and reg.names() == ["generator", "broken", "small-resnet", "tiny-cgan"]
     assert dict(reg.choices())["Small ResNet (test)"] == "small-resnet"
-    assert reg.get("small-resnet").model_card()["architecture"]["name"] == "resnet"
+    assert reg.get("small-resnet").about()["architecture"]["name"] == "resnet"
     with pytest.raises(UserError, match="model 'broken' could not be loaded: .*not a usable ONNX model"):
         reg.get("broken")
     assert reg.get(None) is reg.get("generator") and reg.get("") is reg.get("generator")
     with pytest.raises(UserError, match="unknown model 'nope'; choose one of: generator, broken, small-resnet"):
         reg.get("nope")
     assert set(reg.load_all()) == {"broken"}
-    assert Registry(tiny_models, device="cpu", default="small-resnet").names()[0] == "small-resnet"
+    assert ModelMenu(tiny_models, device="cpu", default="small-resnet").names()[0] == "small-resnet"
     with pytest.raises(UserError, match="unknown model"):
-        Registry(tiny_models, device="cpu", default="missing-name")
+        ModelMenu(tiny_models, device="cpu", default="missing-name")
 
 
 def test_shipped_models_load_and_carry_cards():
-    from runtime.registry import Registry
+    from runtime.menu import ModelMenu
 
-    reg = Registry(device="cpu")
+    reg = ModelMenu(device="cpu")
     if not reg.entries:
         pytest.skip("no shipped models")
     assert reg.default == "generator" and reg.load_all() == {}
     for name in reg.names():
         engine, entry = reg.get(name), reg.entries[name]
-        assert entry.card.get("label") and entry.path.stat().st_size <= 25 * 2**20, name
-        assert engine.model_card()["fid"] is not None, f"{name} has no FID in its metadata"
+        assert entry.menu_card.get("label") and entry.path.stat().st_size <= 25 * 2**20, name
+        assert engine.about()["fid"] is not None, f"{name} has no FID in its metadata"
         assert engine.faces([42]).shape == (1, 64, 64, 3)
 
 

@@ -172,7 +172,7 @@ def test_report_has_kid_precision_recall_and_per_class_figures(tmp_path, monkeyp
     from core.attributes import HAIR_CLASSES
     from metrics.report import summary_line
     from tests.conftest import export_tiny
-    from trainer.networks.dcgan import Generator
+    from networks.dcgan import Generator
 
     torch.manual_seed(3)
     g = Generator(z_dim=16, width=8, n_classes=len(HAIR_CLASSES)).eval()

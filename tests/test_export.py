@@ -10,8 +10,8 @@ from core.seeds import latents
 from export import onnx_export as ox
 from export.to_onnx import main
 from trainer.config import RECIPES
-from trainer.networks import fold_batchnorm, resnet
-from trainer.networks.dcgan import Generator
+from networks import fold_batchnorm, resnet
+from networks.dcgan import Generator
 from trainer.train import main as train_main
 
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "8", "--log-every", "1", "--quiet"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from trainer.checkpoint import CheckpointError, load_torch
+from networks.files import CheckpointError, load_torch
 
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--log-every", "1", "--quiet"]
 
@@ -165,7 +165,7 @@ def test_resume_needs_room_for_one_file_not_all_of_them(tmp_path, blobs, monkeyp
 
 def _nets():
     from trainer.config import get_recipe
-    from trainer.networks import discriminator_for, generator_for
+    from networks import discriminator_for, generator_for
 
     r = get_recipe("best", g_width=8, d_width=8)
     return generator_for(r), discriminator_for(r, False)

@@ -1,4 +1,4 @@
-"""A generator exported by this project, read back into PyTorch (trainer.from_onnx): the same faces as
+"""A generator exported by this project, read back into PyTorch (trainer.finetune.from_onnx): the same faces as
 the torch G it came from, the run card from its metadata, a conditional one distils, and what it
 cannot read is a one-line error."""
 import json
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from core.errors import UserError
-from trainer.distill import main
-from trainer.from_onnx import load_onnx_generator
-from trainer.networks.dcgan import Generator
+from trainer.distill.__main__ import main
+from trainer.finetune.from_onnx import load_onnx_generator
+from networks.dcgan import Generator
 
 from tests.conftest import export_tiny, trained_like
 
@@ -90,7 +90,7 @@ def test_a_shipped_onnx_distils_into_a_conditional_student(conditional, tmp_path
     assert card["arch"] == {"name": "dcgan", "z_dim": 16, "g_width": 4, "n_classes": 3}
     assert card["classes"] == ["red", "blue", "green"] and card["class_counts"] == [1, 2, 7]
     assert card["teacher"]["recipe"]["name"] == "cgan-test" and card["teacher"]["path"] == str(path)
-    from trainer.generator_io import load_generator
+    from networks.files import load_generator
 
     g, _ = load_generator(out)
     with torch.no_grad():

@@ -146,14 +146,14 @@ def test_unknown_loss_is_a_clear_error():
 def test_each_loss_owns_its_flags():
     """Every objective's Params field is a trainer flag; a flag of another loss is a one-line error."""
     from core.errors import UserError
-    from trainer.options import parse_args, recipe_from_args
+    from trainer.options import new_recipe, parse_args
 
-    r = recipe_from_args(parse_args(["--data", "x", "--recipe", "r3", "--r1-gamma", "0.5", "--reg-every", "4"]))
+    r = new_recipe(parse_args(["--data", "x", "--recipe", "r3", "--r1-gamma", "0.5", "--reg-every", "4"]))[0]
     assert r.loss_params == {"r1_gamma": 0.5, "r2_gamma": 2.0, "reg_every": 4}
-    r = recipe_from_args(parse_args(["--data", "x", "--recipe", "seed-dcgan", "--real-label", "0.9,1.0"]))
+    r = new_recipe(parse_args(["--data", "x", "--recipe", "seed-dcgan", "--real-label", "0.9,1.0"]))[0]
     assert r.loss_params["real_label"] == (0.9, 1.0) and r.loss_params["fake_label"] == (0.0, 0.3)
     with pytest.raises(UserError, match="--gp-lambda is a parameter of loss wgan-gp, not of hinge"):
-        recipe_from_args(parse_args(["--data", "x", "--recipe", "best", "--gp-lambda", "5"]))
+        new_recipe(parse_args(["--data", "x", "--recipe", "best", "--gp-lambda", "5"]))[0]
 
 
 def test_old_flat_recipes_move_their_loss_fields():
@@ -187,7 +187,7 @@ def test_schedules_follow_a_cosine_then_hold():
     r = get_recipe("r3")
     obj = objectives.objective_for(r)
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0, betas=(0.0, 0.5))
-    s = SimpleNamespace(r=r, objective=obj, opt_g=opt, opt_d=opt, images_seen=0)
+    s = SimpleNamespace(recipe=r, objective=obj, opt_g=opt, opt_d=opt, images_seen=0)
     apply_schedules(s)
     assert opt.param_groups[0]["lr"] == pytest.approx(2e-4) and obj.p.r1_gamma == pytest.approx(2.0)
     assert opt.param_groups[0]["betas"] == (0.0, pytest.approx(0.9))

@@ -9,7 +9,7 @@ TOY = '''
 import torch
 from torch import nn
 
-from trainer.networks.common import GENERATORS
+from networks.common import GENERATORS
 
 
 @GENERATORS.register("toy")
@@ -45,7 +45,7 @@ def test_a_toy_architecture_goes_through_training_export_and_the_runtime(tmp_pat
 
     from export.to_onnx import main as export
     from runtime.engine import Engine
-    from trainer.networks import GENERATORS
+    from networks import GENERATORS
     from trainer.train import main as train
 
     try:
@@ -56,7 +56,7 @@ def test_a_toy_architecture_goes_through_training_export_and_the_runtime(tmp_pat
         assert export(["--checkpoint", str(run), "--out", str(tmp_path / "toy.onnx"), "--fp16"]) == 0
         e = Engine.load(tmp_path / "toy.onnx", "cpu")
         faces = e.faces([1, 2, 3])
-        assert faces.shape == (3, 64, 64, 3) and e.model_card()["architecture"]["name"] == "toy"
+        assert faces.shape == (3, 64, 64, 3) and e.about()["architecture"]["name"] == "toy"
         assert not np.array_equal(faces[0], faces[1])
     finally:
         GENERATORS._items.pop("toy", None)

@@ -9,7 +9,8 @@ from PIL import Image
 from core.errors import UserError
 from core.steering import Directions, directions_path
 from export.directions import measure_attributes
-from runtime.engine import MODELS_DIR, Engine
+from runtime.engine import Engine
+from runtime.settings import model_files, models_dir
 
 
 def _moves_its_attribute(engine: Engine, seeds=range(32), step: float = 1.5) -> dict[str, float]:
@@ -22,7 +23,7 @@ def _moves_its_attribute(engine: Engine, seeds=range(32), step: float = 1.5) -> 
 
 
 def test_shipped_directions_move_their_attribute_the_right_way():
-    shipped = sorted(p for p in MODELS_DIR.glob("*.onnx"))
+    shipped = model_files(models_dir())
     assert shipped, "no shipped models"
     for model in shipped:
         assert directions_path(model).is_file(), f"{model.name} has no directions file"

@@ -15,8 +15,8 @@ from core.seeds import latents
 from tests.conftest import ROOT, fresh_cache
 from trainer import objectives
 from trainer.config import RECIPES, get_recipe
-from trainer.generator_io import load_generator
-from trainer.networks.dcgan import Discriminator, Generator
+from networks.files import load_generator
+from networks.dcgan import Discriminator, Generator
 from trainer.train import main
 
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--log-every", "1", "--quiet"]
@@ -251,7 +251,7 @@ def test_max_minutes_stops_the_run(tmp_path, blobs):
 
 
 def test_batchnorm_recalibration_matches_the_weights():
-    from trainer.networks import recalibrate_batchnorm
+    from networks import recalibrate_batchnorm
 
     torch.manual_seed(0)
     g = Generator(16, 8)
@@ -275,22 +275,22 @@ def test_the_step_loop_reads_nothing_back_from_the_device(blobs, tmp_path):
 
     from bench.train_speed import count_host_reads
     from core.dataset import load_images
-    from trainer.options import parse_args, recipe_from_args
+    from trainer.options import new_recipe, options_from, parse_args
     from trainer.run_state import RunState
     from trainer.step import apply_schedules, epoch_permutation, real_batch, train_step
-    from trainer.train import class_labels
+    from trainer.data import class_labels
 
     images, _ = load_images(blobs)
     for recipe in ("seed-dcgan", "best", "wgan-gp", "resnet", "r3", "sngan", "cgan", "cgan-best"):
         args = parse_args(["--data", "x", "--recipe", recipe, *TINY, "--batch-size", "8"])
-        r = recipe_from_args(args)
-        t = RunState(r, images, args, {"path": "x"}, *class_labels(r, images))
+        r = new_recipe(args)[0]
+        t = RunState(r, options_from(args), images, {"path": "x"}, *class_labels(r, images))
         perm = epoch_permutation(len(images), 0, 0)
         with count_host_reads() as reads:
             for i in range(2):
                 apply_schedules(t)
-                train_step(t, [real_batch(t, perm, (i * t.r.n_critic + j) % t.batches_per_epoch)
-                               for j in range(t.r.n_critic)])
+                train_step(t, [real_batch(t, perm, (i * t.recipe.n_critic + j) % t.batches_per_epoch)
+                               for j in range(t.recipe.n_critic)])
         assert reads == [], (recipe, reads[:3])
         assert np.isfinite(t.sums.numpy()).all()
 
@@ -325,14 +325,14 @@ def test_the_cgan_step_scores_three_pairs_and_weighs_them_as_the_report(blobs, m
     - 1/2 log(1 - D(wrong)), by hand below from the scores the step used."""
     from core.dataset import load_images
     from trainer import step as S
-    from trainer.options import parse_args, recipe_from_args
+    from trainer.options import new_recipe, options_from, parse_args
     from trainer.run_state import RunState
-    from trainer.train import class_labels
+    from trainer.data import class_labels
 
     images, _ = load_images(blobs)
     args = parse_args(["--data", "x", "--recipe", "cgan", *TINY, "--batch-size", "8"])
-    r = recipe_from_args(args)
-    s = RunState(r, images, args, {"path": "x"}, *class_labels(r, images))
+    r = new_recipe(args)[0]
+    s = RunState(r, options_from(args), images, {"path": "x"}, *class_labels(r, images))
     seen = []
     real_groups = S.score_groups
 

@@ -9,8 +9,8 @@ from core.attributes import HAIR_CLASSES
 from core.errors import UserError
 from tests.conftest import trained_like
 from tests.test_trainer import TINY
-from trainer.generator_io import load_generator
-from trainer.networks import GENERATORS, adopt_weights
+from networks.files import load_generator
+from networks import GENERATORS, adopt_weights
 from trainer.train import main
 
 
@@ -111,7 +111,7 @@ def test_class_norms_added_to_a_conditional_run_start_as_it_for_every_class(tmp_
     every BatchNorm of G, starting at the trained norm's: at step 0 it draws each class as the run
     did; then only the new norms learn (the run's G weights and its class inputs stay), the trained
     D needs no warm-up, and export's BatchNorm folding keeps the per-class affine."""
-    from trainer.networks import fold_batchnorm
+    from networks import fold_batchnorm
 
     first = tmp_path / "first"
     assert main(["--finetune", str(_unconditional_run(tmp_path, blobs)), "--recipe", "cgan-transfer",
@@ -181,7 +181,7 @@ def test_finetune_from_an_exported_onnx_starts_at_its_faces(tmp_path, blobs):
     import onnxruntime as ort
 
     from tests.conftest import export_tiny
-    from trainer.networks.dcgan import Generator
+    from networks.dcgan import Generator
 
     torch.manual_seed(5)
     g = trained_like(Generator(z_dim=100, width=8)).eval()

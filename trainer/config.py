@@ -1,8 +1,11 @@
-"""Every recipe in one place: networks, objective, optimiser, averaging, augmentation, schedules.
+"""What a run trains and how it runs, in two typed dataclasses: Recipe (networks, objective,
+optimiser, averaging, augmentation, schedules; every named recipe is here) and RunOptions (limits,
+timing, evaluations, speed settings, where it started from).
 
-A recipe is a plain dataclass, so any field can be overridden from the command line (`--lr`,
-`--g-width`, ...) and is written verbatim into `generator.json` and `checkpoint.pt`. The loss's
-own hyperparameters live in `loss_params` (each objective declares them in trainer/objectives.py).
+Both are plain dataclasses: any field can be set from the command line (`--lr`, `--g-width`,
+`--kimg`, ...; trainer/options.py) and both are written verbatim into `checkpoint.pt`, the recipe
+into `generator.json` too. The loss's own hyperparameters live in `loss_params` (each objective
+declares them in trainer/objectives.py).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from core.errors import UserError
+from core.system import process_start
 from trainer.ema import half_life_kimg_of_decay
 
 # Fields of recipes written before objectives owned their hyperparameters: they move into loss_params.
@@ -21,7 +25,7 @@ class Recipe:
     name: str
     description: str = ""
     source: str = ""
-    # Networks (trainer/networks).
+    # Networks (networks/: the registered architectures).
     g_arch: str = "dcgan"       # a registered generator: dcgan | resnet
     d_arch: str = "dcgan"       # a registered discriminator: dcgan | resnet
     z_dim: int = 100
@@ -116,7 +120,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "sngan": Recipe(
         name="sngan",
-        description="The long GPU run's recipe: SNGAN-style ResNet G (BatchNorm, 3.6 M parameters) and "
+        description="For long runs on a GPU: SNGAN-style ResNet G (BatchNorm, 3.6 M parameters) and "
                     "spectral-norm ResNet D (width 32, 4.9 M), hinge loss, one D step per G step, two "
                     "time-scale Adam (G 1e-4, D 4e-4, betas (0, 0.9)), batch 256, DiffAugment "
                     "(translation, cutout), flips, EMA half-life 100k images with the ramp.",
@@ -205,3 +209,52 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(RECIPES[name], **overrides)
+
+
+@dataclass
+class RunOptions:
+    """How one run trains, beside what it trains (its Recipe). A --resume keeps the SAVED ones
+    unless the command line gives them again; the others belong to the process that runs."""
+    seed: int = 0                     # init, shuffling, noise
+    device: str = "auto"              # auto | cpu | cuda
+    max_steps: int | None = None      # generator steps in total
+    max_minutes: float | None = None  # training time in total, over all resumes
+    kimg: float | None = None         # thousands of real images shown to D in total
+    time_limit: float | None = None   # minutes of wall-clock time from this process's start, saving included
+    checkpoint_minutes: float = 10.0  # checkpoint, Generator.pth, samples and plots this often
+    log_every: int = 10               # read losses back every N generator steps
+    eval_every: int = 0               # evaluate every N epochs (0: off)
+    eval_every_kimg: float = 0.0      # evaluate every N thousand real images (0: off)
+    eval_n: int = 5000                # generated faces per evaluation
+    eval_ref_n: int | None = None     # reference images (None: the evaluation's default for the data)
+    precision: str = "auto"           # auto | bf16 | fp32 (trainer/precision.py)
+    channels_last: bool = False       # CUDA: channels_last memory format
+    compile: bool = False             # torch.compile G and D (eager when it fails)
+    no_tf32: bool = False             # CUDA: no TF32 matmuls and convolutions
+    early_checks: bool = False        # roll back and halve the learning rates when a run goes wrong (trainer/checks.py)
+    proxy: str | None = None          # metrics/proxy.py file for the early checks (near-duplicates, FID proxy)
+    finetune: str | None = None       # the source a fine-tune started from (recorded in its run card)
+    no_start_eval: bool = False       # a fine-tune with evaluations: skip measuring its starting point
+    quiet: bool = False               # no progress bars
+    started_at: float = field(default_factory=process_start)  # when the time limit started counting (Unix s)
+
+    SAVED = ("max_steps", "max_minutes", "kimg", "checkpoint_minutes", "log_every", "eval_every", "eval_every_kimg",
+             "eval_n", "eval_ref_n", "precision", "channels_last", "compile", "no_tf32", "early_checks", "proxy",
+             "finetune")
+
+    def saved(self) -> dict:
+        """What checkpoint.pt keeps for a --resume."""
+        return {k: getattr(self, k) for k in self.SAVED}
+
+    @staticmethod
+    def from_saved(saved: dict) -> dict:
+        """A checkpoint's options as RunOptions fields (files from before `precision` said `bf16`)."""
+        saved = dict(saved or {})
+        if "precision" not in saved and "bf16" in saved:
+            saved["precision"] = "bf16" if saved["bf16"] else "fp32"
+        return {k: v for k, v in saved.items() if k in RunOptions.SAVED and v is not None}
+
+    def deadline(self) -> float | None:
+        """The wall-clock time (time.time()) by which this process must have stopped, or None."""
+        return self.started_at + 60 * self.time_limit if self.time_limit else None
+

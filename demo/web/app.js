@@ -8,7 +8,9 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let ort = null;
 let backend = "wasm";
-let model = null;  // { name, session, zDim, inputName, bytes, seconds, classes, weights }
+let model = null;  // { name, session, zDim, inputName, bytes, seconds, classes, weights, hasEncoder }
+let menuIndex = [];  // index.json's models
+let encoder = null;  // { name, session }: the inversion encoder of the model of that name, loaded on first use
 
 function showError(message) { $("error").textContent = message; }
 function clearError() { $("error").textContent = ""; }
@@ -34,9 +36,11 @@ async function hasWebGPU() {
 // The menu: every model in ../models/index.json (written with the models' cards by scripts/model_card.py).
 async function loadMenu() {
   const index = await (await fetchOk("../models/index.json")).json();
+  menuIndex = index.models;
   const menu = $("model");
   menu.replaceChildren(...index.models.map((m) => new Option(
-    `${m.name} (${m.classes.length ? "conditional, " : ""}${m.variant}, ${(m.bytes / 1e6).toFixed(1)} MB)`, m.name)));
+    `${m.name} (${m.classes.length ? "conditional, " : ""}${m.variant}, ${(m.bytes / 1e6).toFixed(1)} MB` +
+    `${m.encoder ? ", your face" : ""})`, m.name)));
   return index.browser_default;
 }
 
@@ -68,8 +72,13 @@ async function loadModel(name) {
     weights = card.class_counts?.length === classes.length ? card.class_counts : classes.map(() => 1);
     if (!classes.length) throw new Error(`${name}.onnx takes a class but its card names no classes`);
   }
+  const hasEncoder = Boolean(menuIndex.find((m) => m.name === name)?.encoder);
   model = { name, session, zDim, inputName: session.inputNames[0], bytes: bytes.length,
-            seconds: (performance.now() - start) / 1000, classes, weights };
+            seconds: (performance.now() - start) / 1000, classes, weights, hasEncoder };
+  $("invert-file").disabled = !hasEncoder;
+  $("invert-help").textContent = hasEncoder
+    ? "A drawn face, read by the model's encoder: the nearest face the model can draw. The picture stays on this device."
+    : `${name} has no encoder: choose a model whose menu entry says "your face".`;
   const menu = $("class");
   menu.replaceChildren(...["any", ...classes].map((c) => new Option(c, c)));
   $("class-label").hidden = !classes.length;
@@ -202,6 +211,57 @@ async function showMorph() {
   morphTimer = setInterval(() => { draw($("morph"), frames[i], 0, 0, 4); i = (i + 1) % frames.length; }, 1000 / 15);
 }
 
+// A picture as the encoder's input: centre-cropped to a square and resized to 64x64 (as
+// core/pictures.py does), float32 [1, 3, 64, 64] in [-1, 1]; and its pixels, to show beside the face found.
+async function pictureInput(file) {
+  if (file.size > 2 * 2 ** 20) throw new Error(`the picture is ${(file.size / 2 ** 20).toFixed(1)} MiB; at most 2 MiB`);
+  const bitmap = await createImageBitmap(file).catch(() => {
+    throw new Error("the file is not a readable picture (PNG, JPEG, WebP, BMP or GIF)");
+  });
+  const side = Math.min(bitmap.width, bitmap.height);
+  const tile = document.createElement("canvas");
+  tile.width = tile.height = FACE;
+  const ctx = tile.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, FACE, FACE);
+  bitmap.close();
+  const rgba = ctx.getImageData(0, 0, FACE, FACE).data;
+  const plane = FACE * FACE;
+  const x = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) x[c * plane + p] = rgba[p * 4 + c] / 127.5 - 1;
+  }
+  return { x, rgba: new Uint8ClampedArray(rgba) };
+}
+
+async function showInverted() {
+  const file = $("invert-file").files[0];
+  if (!file) return;
+  if (!model.hasEncoder) throw new Error(`${model.name} has no encoder`);
+  const t = performance.now();
+  if (encoder?.name !== model.name) {
+    const bytes = new Uint8Array(await (await fetchOk(`../models/${model.name}.encoder.onnx`)).arrayBuffer());
+    encoder = { name: model.name, session: await ort.InferenceSession.create(bytes, { executionProviders: [backend] }) };
+  }
+  const { x, rgba } = await pictureInput(file);
+  const out = await encoder.session.run({ image: new ort.Tensor("float32", x, [1, 3, FACE, FACE]) });
+  const z = out.z.data;
+  let cls = null;
+  if (model.classes.length && out.class_logits) {  // the class the encoder reads: its largest logit
+    const logits = Array.from(out.class_logits.data);
+    cls = [logits.indexOf(Math.max(...logits))];
+  }
+  const [found] = await render(new Float32Array(z), 1, cls);
+  const canvas = $("invert");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  draw(canvas, rgba, 0, 0, 4);
+  draw(canvas, found, 264, 0, 4);
+  window.edge.found = { z: Array.from(z), cls: cls && cls[0], picture: Array.from(rgba), face: Array.from(found) };
+  const read = cls ? `, class read: ${model.classes[cls[0]]}` : "";
+  $("invert-info").textContent = `left your picture at 64x64, right the face found${read}: ` +
+    `${(performance.now() - t).toFixed(0)} ms`;
+}
+
 // Faces per second at a batch size, for bench/edge_speed.py.
 async function bench(batch, seconds = 2) {
   const seeds = Array.from({ length: batch }, (_, i) => i);
@@ -216,7 +276,7 @@ async function bench(batch, seconds = 2) {
   return n / ((performance.now() - start) / 1000);
 }
 
-window.edge = { randn, latents, seedClass, checkSeed, faces, bench, coldStartMs: null, backend: () => backend,
+window.edge = { randn, latents, seedClass, checkSeed, faces, bench, pictureInput, coldStartMs: null, backend: () => backend,
                 model: () => model && { name: model.name, bytes: model.bytes, zDim: model.zDim, seconds: model.seconds,
                                         classes: model.classes } };
 window.edge.ready = (async () => {
@@ -239,10 +299,11 @@ $("random").addEventListener("click", () => act(async () => {
 }));
 $("grid-go").addEventListener("click", () => act(showGrid));
 $("morph-go").addEventListener("click", () => act(showMorph));
+$("invert-file").addEventListener("change", () => act(showInverted));
 // A new model: its face at once, and the grid and morph of the old one cleared with a note.
 function markStale() {
   clearInterval(morphTimer);
-  for (const id of ["grid", "morph"]) {
+  for (const id of ["grid", "morph", "invert"]) {
     const c = $(id);
     c.getContext("2d").clearRect(0, 0, c.width, c.height);
     c.hidden = true;

@@ -1,0 +1,50 @@
+"""scripts/compare_gans.py: the report from run folders (its table, figure, grid and the page's block);
+the training itself is trainer.train's, tested there."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+from PIL import Image
+
+from scripts.compare_gans import main as compare
+from trainer.train import main as train
+
+TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--quiet"]
+
+
+def write_evals(run, rows):
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "evals.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "images_seen", "seconds", "fid", "kid", "precision", "recall",
+                                          "near_duplicates"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_the_report_fills_the_table_figure_grid_and_page(tmp_path, blobs):
+    out, docs, page = tmp_path / "runs", tmp_path / "docs" / "compare", tmp_path / "which-gan.md"
+    page.write_text("# Which\n\n<!-- begin: compare -->\n(nothing yet)\n<!-- end: compare -->\n")
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page)]) == 2  # nothing to show
+    assert train(["--data", str(blobs), "--recipe", "best", "--out", str(out / "best"), "--max-steps", "2", *TINY]) == 0
+    write_evals(out / "best", [{"step": 1, "images_seen": 100000, "seconds": 60, "fid": 80.0, "kid": 0.05,
+                                "precision": 0.5, "recall": 0.2, "near_duplicates": 10},
+                               {"step": 2, "images_seen": 200000, "seconds": 120, "fid": 60.0, "kid": 0.04,
+                                "precision": 0.6, "recall": 0.3, "near_duplicates": 12}])
+    write_evals(out / "wgan", [{"step": 1, "images_seen": 100000, "seconds": 50, "fid": 150.0, "kid": 0.2,
+                                "precision": 0.1, "recall": 0.0, "near_duplicates": 700}])
+    (out / "wgan" / "compare.json").write_text(json.dumps({"failed": {"why": "non-finite loss_d", "images_seen": 120000}}))
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
+    text = page.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `best`") and "**60.00**" in rows[0] and "| stable |" in rows[0]  # best FID first
+    assert rows[1].startswith("| `wgan`") and "diverged at 120k" in rows[1]  # a failure keeps its row
+    assert "](docs/compare/fid.png)" in text and "](docs/compare/grid.png)" in text and "(nothing yet)" not in text
+    assert Image.open(docs / "fid.png").size[0] > 0 and Image.open(docs / "grid.png").size[1] >= 64
+    assert (docs / "best-evals.csv").is_file() and (docs / "wgan-failure.json").is_file()
+    assert (docs / "table.md").read_text().startswith("| entry |")
+    shutil.rmtree(out / "best")  # no weights, no grid: the page links only what exists
+    docs2 = tmp_path / "docs" / "other"
+    assert compare(["--report", "--out", str(out), "--docs", str(docs2), "--page", str(page), "--only", "wgan"]) == 0
+    assert "grid.png" not in page.read_text() and not (docs2 / "grid.png").exists()
