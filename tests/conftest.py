@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "anime-faces-64.zip"
+# The real faces, for the few tests that use them (skipped when absent): a folder holding
+# anime-faces-64.zip, from ANIME_GAN_TEST_DATA or beside the repository.
+SHARED_DATA = Path(os.environ.get("ANIME_GAN_TEST_DATA") or ROOT.parent / "shared" / "data") / "anime-faces-64.zip"
 
 # One folder for everything the session writes, set before gradio is imported: Gradio's cache (and
 # the app's files inside it), and the temporary folder of this process and its children
