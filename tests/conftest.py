@@ -20,7 +20,21 @@ SHARED_DATA = Path(os.environ.get("ANIME_GAN_TEST_DATA") or ROOT.parent / "share
 # One folder for everything the session writes, set before gradio is imported: Gradio's cache (and
 # the app's files inside it), and the temporary folder of this process and its children
 # (gradio_client leaves an empty folder there for every file it downloads).
+def _sweep_orphans(parent: Path) -> None:
+    """Remove the folders of earlier sessions that were killed (SIGKILL runs no clean-up): each
+    folder names its process in OWNER_PID, and a folder whose process is gone is an orphan."""
+    for folder in parent.glob("anime-gan-tests-*"):
+        try:
+            os.kill(int((folder / "OWNER_PID").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):  # no owner file yet (being made), or a process of another user
+            pass
+
+
+_sweep_orphans(Path(tempfile.gettempdir()))
 _SCRATCH = Path(tempfile.mkdtemp(prefix="anime-gan-tests-"))
+(_SCRATCH / "OWNER_PID").write_text(str(os.getpid()))
 os.environ["GRADIO_TEMP_DIR"] = str(_SCRATCH / "gradio")
 os.environ["TMPDIR"] = tempfile.tempdir = str(_SCRATCH / "tmp")
 Path(tempfile.tempdir).mkdir()

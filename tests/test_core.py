@@ -267,3 +267,19 @@ def test_reserved_seed_ranges_never_overlap():
     assert seed_range("faces", 64) == range(64) and seed_range("int8", 512) == range(100_000, 100_512)
     with pytest.raises(UserError):
         seed_range("int8", 10_000)
+
+
+def test_a_killed_test_session_s_folder_is_swept_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import _sweep_orphans
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan, alive, young = (tmp_path / f"anime-gan-tests-{n}" for n in ("orphan", "alive", "young"))
+    for folder in (orphan, alive, young):
+        (folder / "gradio").mkdir(parents=True)
+    (orphan / "OWNER_PID").write_text(dead.stdout.strip())  # a process that has ended
+    (alive / "OWNER_PID").write_text(str(os.getpid()))
+    _sweep_orphans(tmp_path)
+    assert not orphan.exists() and alive.exists() and young.exists()  # young: no owner written yet
