@@ -234,9 +234,8 @@ class Handlers:
             if not isinstance(direction, str) or engine.directions is None or direction not in engine.directions.names:
                 names = ", ".join(engine.directions.names) if engine.directions else "none"
                 raise UserError(f"direction must be one of this model's: {names}; got {quote(direction)}")
-            steps = np.linspace(-STRIP_SPAN, STRIP_SPAN, STRIP_STEPS, dtype=np.float32)[:, None]
-            strip = engine.from_latents(z + steps * engine.directions.vectors[engine.directions.names.index(direction)],
-                                        None if classes is None else np.repeat(classes, STRIP_STEPS))
+            strip = engine.strip_from(z, direction, None if classes is None else np.repeat(classes, STRIP_STEPS),
+                                      STRIP_SPAN, STRIP_STEPS)
             what = f"along {engine.directions.describe(direction)}, {-STRIP_SPAN:g} to {STRIP_SPAN:+g}"
         cls = f" · class read: {engine.classes[int(classes[0])]}" if classes is not None else ""
         pictures = [upscale(Image.fromarray(face), VIEW_SCALE // 2), upscale(Image.fromarray(found[0]), VIEW_SCALE // 2),

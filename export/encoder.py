@@ -79,8 +79,7 @@ def with_metadata(data: bytes, card: dict, diff: float) -> bytes:
             "generator_sha256": card["generator"]["sha256"], "parity_max_abs": f"{diff:.3g}",
             "held_out": json.dumps(card.get("held_out", {})), "encoder_card": json.dumps(card)}
     del m.metadata_props[:]
-    for k, v in meta.items():
-        m.metadata_props.add(key=k, value=v)
+    onnx.helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     return m.SerializeToString()
 

@@ -224,11 +224,16 @@ class Engine:
     def strip(self, seed: int, name: str, psi: float = 1.0, span: float = 3.0, steps: int = 7,
               cls: object = None) -> np.ndarray:
         """Faces of one seed along one direction, from -span to +span."""
+        return self.strip_from(self.latents([seed], psi), name, self.class_ids([check_seed(seed)] * steps, cls),
+                               span, steps)
+
+    def strip_from(self, z: np.ndarray, name: str, classes: np.ndarray | None = None, span: float = 3.0,
+                   steps: int = 7) -> np.ndarray:
+        """Faces of one latent [1, z_dim] (a seed's, an inverted face's) along one direction, from
+        -span to +span; a conditional model's classes [steps] as in from_latents."""
         self.edits({name: span})  # checks the name and the span
-        z = self.latents([seed], psi)
         d = self.directions.vectors[self.directions.names.index(name)]
-        y = self.class_ids([check_seed(seed)] * steps, cls)
-        return self.render(z + np.linspace(-span, span, steps, dtype=np.float32)[:, None] * d, y)
+        return self.from_latents(z + np.linspace(-span, span, steps, dtype=np.float32)[:, None] * d, classes)
 
     def from_latents(self, z: np.ndarray, classes: np.ndarray | None = None, edits: dict[str, float] | None = None) -> np.ndarray:
         """uint8 faces of given latents [B, z_dim] (an inverted face's, say), moved along the edits;

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from core.errors import UserError
+from core.errors import command
 from trainer.distill.run import DistillOptions, Distillation, train
 from trainer.run_files import job_folder, parameter_count, ready_folder
 from trainer.run_state import pick_device
@@ -70,39 +70,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    try:
-        device = pick_device(a.device)
-        out, state = job_folder(a.resume, a.out or Path(f"runs/distill-w{a.g_width}"))
-        if state is not None:
-            cfg = DistillOptions(**{**state["settings"], "betas": tuple(state["settings"]["betas"])})
-        else:
-            cfg = DistillOptions(teacher=str(a.teacher), g_width=a.g_width, kimg=a.kimg, batch_size=a.batch_size,
-                                 lr=a.lr, feature_weight=a.feature_weight, seed=a.seed, student=a.student,
-                                 adv_weight=a.adv_weight, d_width=a.d_width, lr_d=a.lr_d, d_warmup_kimg=a.d_warmup_kimg)
-        run = Distillation(cfg, device, state)  # first: a teacher or student it cannot read leaves no folder behind
-        ready_folder(out, log)
-        if state is not None:
-            log.info("resumed %s at step %d (%d images)", out, run.step, run.images_seen)
-        else:
-            log.info("student: width %d, %d parameters, %s %s (%d)", cfg.g_width, parameter_count(run.student),
-                     f"from {cfg.student}, teacher" if cfg.student else "pruned from", cfg.teacher,
-                     parameter_count(run.teacher))
-            if run.adversary:
-                log.info("discriminator: width %d, %d parameters, weight %g", cfg.d_width,
-                         parameter_count(run.adversary.d), cfg.adv_weight)
-        with stop_on_signals(run):
-            train(run, out, a.max_minutes, a.data, a.eval_every_kimg)
-        if run.interrupted or run.images_seen < cfg.kimg * 1000:
-            log.info("stopped at step %d; continue with: python -m trainer.distill --resume %s", run.step, out)
-        else:
-            log.info("done: %d steps, %.0f s; outputs in %s", run.step, run.seconds, out)
-        return 128 + run.interrupted if run.interrupted else 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    device = pick_device(a.device)
+    out, state = job_folder(a.resume, a.out or Path(f"runs/distill-w{a.g_width}"))
+    if state is not None:
+        cfg = DistillOptions(**{**state["settings"], "betas": tuple(state["settings"]["betas"])})
+    else:
+        cfg = DistillOptions(teacher=str(a.teacher), g_width=a.g_width, kimg=a.kimg, batch_size=a.batch_size,
+                             lr=a.lr, feature_weight=a.feature_weight, seed=a.seed, student=a.student,
+                             adv_weight=a.adv_weight, d_width=a.d_width, lr_d=a.lr_d, d_warmup_kimg=a.d_warmup_kimg)
+    run = Distillation(cfg, device, state)  # first: a teacher or student it cannot read leaves no folder behind
+    ready_folder(out, log)
+    if state is not None:
+        log.info("resumed %s at step %d (%d images)", out, run.step, run.images_seen)
+    else:
+        log.info("student: width %d, %d parameters, %s %s (%d)", cfg.g_width, parameter_count(run.student),
+                 f"from {cfg.student}, teacher" if cfg.student else "pruned from", cfg.teacher,
+                 parameter_count(run.teacher))
+        if run.adversary:
+            log.info("discriminator: width %d, %d parameters, weight %g", cfg.d_width,
+                     parameter_count(run.adversary.d), cfg.adv_weight)
+    with stop_on_signals(run):
+        train(run, out, a.max_minutes, a.data, a.eval_every_kimg)
+    if run.interrupted or run.images_seen < cfg.kimg * 1000:
+        log.info("stopped at step %d; continue with: python -m trainer.distill --resume %s", run.step, out)
+    else:
+        log.info("done: %d steps, %.0f s; outputs in %s", run.step, run.seconds, out)
+    return 128 + run.interrupted if run.interrupted else 0
 
 
 if __name__ == "__main__":

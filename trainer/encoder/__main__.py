@@ -15,9 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from core.errors import UserError
+from core.errors import command
 from trainer.encoder.run import EncoderOptions, EncoderRun, train
-from trainer.run_files import job_folder, ready_folder
+from trainer.run_files import job_folder, parameter_count, ready_folder
 from trainer.run_state import pick_device
 from trainer.signals import stop_on_signals
 
@@ -49,30 +49,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    try:
-        device = pick_device(a.device)
-        out, state = job_folder(a.resume, a.out or Path(f"runs/encoder-{Path(a.generator or '').stem}"))
-        cfg = EncoderOptions(**state["options"]) if state is not None else EncoderOptions(
-            generator=str(a.generator), kimg=a.kimg, batch_size=a.batch_size, image_share=a.image_share, lr=a.lr,
-            width=a.width, seed=a.seed)
-        run = EncoderRun(cfg, device, state)  # first: a generator it cannot read leaves no folder behind
-        ready_folder(out, log)
-        log.info("encoder for %s: %d parameters, %s", cfg.generator, sum(p.numel() for p in run.e.parameters()),
-                 f"resumed at {run.images_seen} faces" if state else "from its initialisation")
-        with stop_on_signals(run):
-            train(run, out, a.time_limit)
-        done = run.images_seen >= cfg.kimg * 1000
-        log.info("%s: %d faces, %.0f s; held out: %s; %s", "done" if done else "stopped", run.images_seen, run.seconds,
-                 run.held_out(), f"export with: python -m export.encoder --run {out}" if done else
-                 f"continue with: python -m trainer.encoder --resume {out}")
-        return 128 + run.interrupted if run.interrupted else 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+    device = pick_device(a.device)
+    out, state = job_folder(a.resume, a.out or Path(f"runs/encoder-{Path(a.generator or '').stem}"))
+    cfg = EncoderOptions(**state["options"]) if state is not None else EncoderOptions(
+        generator=str(a.generator), kimg=a.kimg, batch_size=a.batch_size, image_share=a.image_share, lr=a.lr,
+        width=a.width, seed=a.seed)
+    run = EncoderRun(cfg, device, state)  # first: a generator it cannot read leaves no folder behind
+    ready_folder(out, log)
+    log.info("encoder for %s: %d parameters, %s", cfg.generator, parameter_count(run.e),
+             f"resumed at {run.images_seen} faces" if state else "from its initialisation")
+    with stop_on_signals(run):
+        held_out = train(run, out, a.time_limit)
+    done = run.images_seen >= cfg.kimg * 1000
+    log.info("%s: %d faces, %.0f s; held out: %s; %s", "done" if done else "stopped", run.images_seen, run.seconds,
+             held_out, f"export with: python -m export.encoder --run {out}" if done else
+             f"continue with: python -m trainer.encoder --resume {out}")
+    return 128 + run.interrupted if run.interrupted else 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,6 @@ costs a pass through the generator and back). Adam with a cosine to 0 over the r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core.files import sha256_file
 from core.seeds import latents, seed_range
 from networks.encoder import Encoder
 from networks.files import save_json, save_torch
@@ -44,10 +44,10 @@ class EncoderOptions:
     seed: int = 0
 
 
-def file_sha256(path: str | Path) -> str:
+def generator_sha256(path: str | Path) -> str:
+    """The hash the encoder's file records: of the model file, or of a run folder's Generator.pth."""
     p = Path(path)
-    p = p / "Generator.pth" if p.is_dir() else p
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    return sha256_file(p / "Generator.pth" if p.is_dir() else p)
 
 
 class EncoderRun:
@@ -63,7 +63,7 @@ class EncoderRun:
         self.opt = torch.optim.Adam(self.e.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.rng = torch.Generator().manual_seed(cfg.seed)  # training latents on the CPU: the same on any device
         self.step, self.images_seen, self.seconds = 0, 0, 0.0
-        self.generator_sha256 = file_sha256(cfg.generator)
+        self.generator_sha256 = generator_sha256(cfg.generator)
         self.interrupted = 0
         if state is not None:
             self.e.load_state_dict(state["encoder"])
@@ -128,15 +128,19 @@ class EncoderRun:
                 "parameters": parameter_count(self.e), "hardware": device_name(self.device), "torch": torch.__version__}
 
 
-def save(run: EncoderRun, out: Path, losses: LossLog) -> None:
+def save(run: EncoderRun, out: Path, losses: LossLog) -> dict:
+    """Write the run's files; returns the held-out figures that encoder.json records."""
     out.mkdir(parents=True, exist_ok=True)
     save_torch(run.state_dict(), out / "checkpoint.pt")
     save_torch({k: v.detach().cpu() for k, v in run.e.state_dict().items()}, out / "Encoder.pth")
-    save_json({**run.card(), "held_out": run.held_out()}, out / "encoder.json")
+    held_out = run.held_out()
+    save_json({**run.card(), "held_out": held_out}, out / "encoder.json")
     losses.plot(out / "losses.png", "encoder")
+    return held_out
 
 
-def train(run: EncoderRun, out: Path, time_limit: float = 0.0, log_every: int = 50, save_every_s: float = 600.0) -> None:
+def train(run: EncoderRun, out: Path, time_limit: float = 0.0, log_every: int = 50, save_every_s: float = 600.0) -> dict:
+    """Train until the run's kimg, a stop signal or time_limit minutes; save. Returns the held-out figures."""
     out.mkdir(parents=True, exist_ok=True)
     losses = LossLog(out / "losses.csv", run.step, fields=LOSS_FIELDS,
                      curves=(("loss_latent", "latent MSE"), ("loss_image", "image L1")))
@@ -159,4 +163,4 @@ def train(run: EncoderRun, out: Path, time_limit: float = 0.0, log_every: int = 
             last_save = time.time()
         if time_limit and now - start > time_limit * 60:
             break
-    save(run, out, losses)
+    return save(run, out, losses)
