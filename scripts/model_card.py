@@ -4,7 +4,7 @@ tables of docs/experiments.md, README.md and demo/models/README.md from the card
     python -m scripts.model_card card --run runs/best --build build/best --variant fp16 \\
         --label "H200 best" --notes "..." --out demo/models/generator.json
     python -m scripts.model_card table --write  # every measured model: docs/experiments.md's table
-    python -m scripts.model_card menu --write   # the shipped models: README's and demo/models/README.md's table
+    python -m scripts.model_card menu --write   # the shipped models: README's and demo/models/README.md's table, their faces
     python -m scripts.model_card figure         # docs/models/comparison.png: every model's seeds 0-63
     python -m scripts.model_card figure --picture losses.png --out docs/models/losses.png
     python -m scripts.model_card curve --run runs/cgan-transfer --out docs/models/cgan-transfer/evals.png
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,11 +26,14 @@ from core.dataset import data_record
 from core.errors import UserError, command, require
 from core.figures import pyplot, save_figure
 from core.files import atomic_write_text, sha256_file
+from core.images import save_png
 from runtime.settings import model_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("fp32", "fp16", "int8")
+MENU_PAGES = (ROOT / "README.md", ROOT / "demo" / "models" / "README.md")  # the pages with the shipped models' table
+STRIP_SEEDS = range(8)  # the faces each shipped model shows in the model tables
 # The Anime Face Dataset's terms, which every model trained on it carries (docs/data.md, README "License").
 ANIME_TERMS = ("Trained on the Anime Face Dataset (character art from getchu.com), whose terms say it should only be "
                "used for educational purposes; the art belongs to its artists and publishers. Use this model and the "
@@ -124,8 +128,10 @@ def table(docs: Path = ROOT / "docs" / "models", prefix: str = "models") -> str:
     return "\n".join([head] + [r for _, r in sorted(rows)])
 
 
-def menu_table(models: Path = ROOT / "demo" / "models", default: str = "generator") -> str:
-    """One markdown row per shipped model (demo/models/NAME.json, the menu cards), best FID first."""
+def menu_table(models: Path = ROOT / "demo" / "models", default: str = "generator", page: Path = ROOT / "README.md",
+               strips: Path = ROOT / "docs" / "models" / "menu") -> str:
+    """One markdown row per shipped model (demo/models/NAME.json, the menu cards), best FID first, with
+    the model's seeds 0-7 (`strips`/NAME.png, written by `menu --write`) linked relative to `page`."""
     rows = []
     for onnx in model_files(models):
         path = onnx.with_suffix(".json")
@@ -135,11 +141,30 @@ def menu_table(models: Path = ROOT / "demo" / "models", default: str = "generato
         e = (c.get("evaluation") or {}).get(c["variant"]) or {}
         accuracy = f"; {100 * e['class_accuracy']:.1f} % of faces of the asked-for class" if "class_accuracy" in e else ""
         name = f"`{path.stem}`" + (" (default)" if path.stem == default else "")
+        strip = strips / f"{path.stem}.png"
+        faces = f"![{path.stem}: seeds 0-7]({os.path.relpath(strip, page.parent)})" if strip.is_file() else "-"
         rows.append((e.get("fid", 1e9), f"| {name} | {c['label']}{accuracy} | {c['variant']}, "
-                     f"{c['file_bytes'] / 2**20:.1f} MiB | " + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} |" if e else "- | - | - |")))
-    head = ("| name | what | file | FID-5k | KID x10^3 | precision / recall |\n"
-            "| --- | --- | --- | --- | --- | --- |")
+                     f"{c['file_bytes'] / 2**20:.1f} MiB | " + (f"**{e['fid']:.2f}** | {_kid(e)} | {_pr(e)} |" if e else "- | - | - |")
+                     + f" {faces} |"))
+    head = ("| name | what | file | FID-5k | KID x10^3 | precision / recall | seeds 0-7 |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows)])
+
+
+def write_strips(models: Path = ROOT / "demo" / "models", out: Path = ROOT / "docs" / "models" / "menu",
+                 seeds: range = STRIP_SEEDS) -> list[Path]:
+    """Each shipped model's faces for the same seeds (a conditional model: each seed's own class), one
+    picture per model, drawn by the runtime as the app draws them; a removed model's picture goes too."""
+    from runtime.engine import Engine
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for onnx in model_files(models):
+        image, _ = Engine.load(onnx, device="cpu").grid(list(seeds), cols=len(seeds))
+        written.append(save_png(image, out / f"{onnx.stem}.png"))
+    for old in set(out.glob("*.png")) - set(written):
+        old.unlink()
+    return written
 
 
 def _epochs(epochs: float | None) -> str:
@@ -158,8 +183,6 @@ def figure(out: Path, picture: str = "samples.png", docs: Path = ROOT / "docs" /
     """One picture of every measured model (its grid of seeds 0-63, or its loss curves) side by side,
     best FID first, each titled with its FID."""
     from PIL import Image, ImageDraw
-
-    from core.images import save_png
 
     cards = []
     for path in docs.glob("*/card.json"):
@@ -291,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd in ("table", "menu"):
         from scripts.doc_blocks import replace_block
 
+        if a.cmd == "menu" and a.write:  # the pictures first: the tables link only those that exist
+            print(f"docs/models/menu/: {len(write_strips())} pictures of seeds 0-7")
         pages = ({ROOT / "docs" / "experiments.md": ("runs", table(prefix="models"))} if a.cmd == "table" else
-                 {ROOT / "README.md": ("models", menu_table()), ROOT / "demo" / "models" / "README.md": ("models", menu_table())})
+                 {page: ("models", menu_table(page=page)) for page in MENU_PAGES})
         for page, (block, text) in pages.items():
             if not a.write:
                 print(text)

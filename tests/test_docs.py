@@ -69,11 +69,30 @@ def test_readme_is_a_front_door():
 
 def test_generated_tables_match_their_sources():
     from scripts.doc_blocks import read_block
-    from scripts.model_card import menu_table, table
+    from scripts.model_card import MENU_PAGES, menu_table, table
 
-    assert read_block(ROOT / "README.md", "models").strip() == menu_table().strip()
-    assert read_block(ROOT / "demo" / "models" / "README.md", "models").strip() == menu_table().strip()
+    for page in MENU_PAGES:
+        assert read_block(page, "models").strip() == menu_table(page=page).strip(), page
     assert read_block(ROOT / "docs" / "experiments.md", "runs").strip() == table(prefix="models").strip()
+
+
+def test_the_model_tables_show_each_shipped_models_own_faces_for_seeds_0_to_7():
+    import numpy as np
+    from PIL import Image
+
+    from runtime.engine import Engine
+    from runtime.settings import model_files
+    from scripts.model_card import STRIP_SEEDS
+
+    models = model_files(ROOT / "demo" / "models")
+    assert sorted(p.stem for p in (ROOT / "docs" / "models" / "menu").glob("*.png")) == sorted(m.stem for m in models)
+    for onnx in models:
+        shown = np.asarray(Image.open(ROOT / "docs" / "models" / "menu" / f"{onnx.stem}.png").convert("RGB"), dtype=float)
+        drawn, _ = Engine.load(onnx, device="cpu").grid(list(STRIP_SEEDS), cols=len(STRIP_SEEDS))
+        drawn = np.asarray(drawn, dtype=float)
+        assert shown.shape == drawn.shape == (68, 2 + 66 * len(STRIP_SEEDS), 3), onnx.name
+        # another CPU may round a few pixels of an fp16 or int8 model differently; other faces differ by far more
+        assert np.abs(shown - drawn).mean() < 1.0, onnx.name
 
 
 def tracked_files() -> list[Path]:
