@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorm as separate nodes")
     p.add_argument("--eval", type=Path, help="evaluation report (eval.json) whose FID goes into the metadata "
-                                             "(default: eval.json beside the checkpoint, when present); "
+                                             "(default: eval.json beside a Generator.pth, when present); "
                                              "eval-fp16.json and eval-int8.json beside it serve the variants")
     p.add_argument("--model-card", help="free text stored as the model_card metadata entry")
     p.add_argument("--report", type=Path, help="parity report JSON (default: <out>.parity.json)")
@@ -69,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if a.model_card:
         card["model_card"] = a.model_card
-    eval_path = a.eval or ckpt.parent / "eval.json"
+    # a run's eval.json measured its Generator.pth, not another checkpoint beside it (Generator-best.pth)
+    eval_path = a.eval or (ckpt.parent / "eval.json" if ckpt.name == "Generator.pth" else None)
 
     def fid_of(variant: str) -> dict | None:
         # eval.json for fp32; eval-fp16.json / eval-int8.json beside it for the variants
+        if eval_path is None:
+            return None
         p = eval_path if variant == "fp32" else eval_path.with_name(f"{eval_path.stem}-{variant}.json")
         return json.loads(p.read_text()) if p.is_file() else None
     fp32 = to_onnx_fp32(g if a.no_fold else fold_batchnorm(g), g.z_dim, a.opset)

@@ -79,8 +79,10 @@ def find_checkpoint(path: str | Path | None, runs_dir: str | Path = "runs") -> P
 
 
 def read_card(checkpoint: Path, card: str | Path | None = None) -> dict:
-    """generator.json beside the checkpoint (or the given file): what G's architecture is."""
-    card_path = Path(card) if card else checkpoint.parent / "generator.json"
+    """The checkpoint's card (or the given file): what G's architecture is, and what trained it.
+    Generator-best.pth's own card is generator-best.json beside it; any other's is generator.json."""
+    own = checkpoint.with_name(checkpoint.stem.lower() + ".json")
+    card_path = Path(card) if card else own if own.is_file() else checkpoint.parent / "generator.json"
     if not card_path.is_file():
         raise CheckpointError(f"architecture file not found: {card_path} (the run folder's generator.json "
                               f"must sit beside {checkpoint.name})")

@@ -77,7 +77,9 @@ def evaluation(report: dict) -> dict:
 
 def make_card(run: Path, build: Path, variant: str, label: str, notes: str, shipped: Path | None,
               terms: str | None = None) -> dict:
-    info = json.loads((run / "generator.json").read_text())
+    from networks.files import find_checkpoint, read_card
+
+    info = read_card(find_checkpoint(run))  # a run folder's Generator.pth, or a checkpoint such as Generator-best.pth
     parity = _json(build / "parity.json") or {"variants": []}
     evals = {v: evaluation(r) for v in VARIANTS if (r := _json(build / f"eval{_suffix(v)}.json"))}
     onnx = build / f"generator{_suffix(variant)}.onnx"
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("card")
-    c.add_argument("--run", type=Path, required=True, help="run folder with generator.json and Generator.pth")
+    c.add_argument("--run", type=Path, required=True,
+                   help="run folder (its Generator.pth) or a checkpoint in it (Generator-best.pth), with its card")
     c.add_argument("--build", type=Path, required=True, help="folder with the exports, parity.json and eval*.json")
     c.add_argument("--variant", choices=VARIANTS, default="fp16")
     c.add_argument("--label", required=True, help="the name shown in the app's model menu")
