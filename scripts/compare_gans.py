@@ -163,7 +163,7 @@ def verdict(rows: list[dict], failed: dict) -> str:
     if failed:
         return f"diverged at {failed.get('images_seen', 0) / 1000:.0f}k (non-finite loss)"
     if not rows:
-        return "-"
+        return "not measured yet"
     last = rows[-1]
     if last.get("near_duplicates") is not None and last["near_duplicates"] > COLLAPSE_SHARE * 1000:
         return f"collapsed ({last['near_duplicates']:.0f} near-duplicates of 1,000)"
@@ -171,6 +171,13 @@ def verdict(rows: list[dict], failed: dict) -> str:
     if last["fid"] > 1.5 * best["fid"]:
         return f"got worse (FID {best['fid']:.1f} at {best['images_seen'] / 1000:.0f}k)"
     return "stable"
+
+
+def typical_speed(losses_csv: Path) -> float | None:
+    """The median of the images/s the run logged: a run that was paused, resumed or shared its CPU
+    for a while keeps its usual speed, which its total seconds would not show."""
+    speeds = sorted(r["images_per_s"] for r in rows_of(losses_csv) if r.get("images_per_s"))
+    return speeds[len(speeds) // 2] if speeds else None
 
 
 def summary(out: Path, entries: list[Entry]) -> list[dict]:
@@ -182,7 +189,8 @@ def summary(out: Path, entries: list[Entry]) -> list[dict]:
         seconds = card.get("seconds") or 0.0
         table.append({"name": e.name, "recipe": e.recipe, "what": e.what, "rows": rows,
                       "images_seen": int(card.get("images_seen") or 0), "seconds": seconds,
-                      "images_per_s": (card.get("images_seen") or 0) / seconds if seconds else None,
+                      "images_per_s": typical_speed(run / "losses.csv") or
+                                      ((card.get("images_seen") or 0) / seconds if seconds else None),
                       "hardware": card.get("hardware"), "precision": "bf16" if (card.get("speed") or {}).get("bf16") else "fp32",
                       "last": last, "verdict": verdict(rows, failure(run))})
     return table
@@ -192,13 +200,17 @@ def _f(v: float | None, fmt: str, scale: float = 1.0) -> str:
     return "-" if v is None else format(v * scale, fmt)
 
 
+def _bold(text: str) -> str:
+    return text if text == "-" else f"**{text}**"
+
+
 def markdown(table: list[dict]) -> str:
     head = ("| entry | what | images seen | FID-5k | KID x10^3 | precision / recall | near-duplicates of 1,000 | "
             "images/s | minutes | stable? |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [head]
     for t in sorted(table, key=lambda t: (t["last"].get("fid") is None, t["last"].get("fid") or 0)):
         last = t["last"]
-        lines.append(f"| `{t['name']}` | {t['what']} | {t['images_seen'] / 1000:,.0f}k | **{_f(last.get('fid'), '.2f')}** | "
+        lines.append(f"| `{t['name']}` | {t['what']} | {t['images_seen'] / 1000:,.0f}k | {_bold(_f(last.get('fid'), '.2f'))} | "
                      f"{_f(last.get('kid'), '.1f', 1000)} | {_f(last.get('precision'), '.3f')} / {_f(last.get('recall'), '.3f')} | "
                      f"{_f(last.get('near_duplicates'), '.0f')} | {_f(t['images_per_s'], '.1f')} | "
                      f"{t['seconds'] / 60:.0f} | {t['verdict']} |")

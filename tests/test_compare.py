@@ -48,3 +48,14 @@ def test_the_report_fills_the_table_figure_grid_and_page(tmp_path, blobs):
     docs2 = tmp_path / "docs" / "other"
     assert compare(["--report", "--out", str(out), "--docs", str(docs2), "--page", str(page), "--only", "wgan"]) == 0
     assert "grid.png" not in page.read_text() and not (docs2 / "grid.png").exists()
+
+
+def test_an_entrys_speed_is_its_usual_one_not_its_total_with_pauses(tmp_path):
+    from scripts.compare_gans import typical_speed
+
+    losses = tmp_path / "losses.csv"
+    # 10-step rows at about 48 images/s, and two while the run shared its CPU or was paused
+    speeds = [48.0, 49.5, 47.0, 3.2, 48.4, 0.5, 49.1]
+    losses.write_text("step,images_per_s\n" + "".join(f"{10 * (i + 1)},{v}\n" for i, v in enumerate(speeds)))
+    assert typical_speed(losses) == 48.0
+    assert typical_speed(tmp_path / "none.csv") is None
