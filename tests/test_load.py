@@ -7,9 +7,10 @@ left, none after the app stops), and memory back to idle after the heaviest requ
 def test_short_load_run_with_heavy_requests(tiny_onnx):
     from bench import load
 
-    # The file lifetime is far longer than any request here can take on a loaded machine: a lifetime
-    # shorter than a slow request would fail its downloads (and test the machine's speed, not the app).
-    r = load.main(["--users", "4", "--seconds", "6", "--rounds", "2", "--ttl", "60", "--zip-count", "200",
+    # The file lifetime is far longer than any request here can take on a loaded machine (the slowest,
+    # a heavy morph, takes about 6 s on two cores): a lifetime shorter than a slow request would fail
+    # its downloads (and test the machine's speed, not the app). Each round waits for it to pass.
+    r = load.main(["--users", "4", "--seconds", "6", "--rounds", "2", "--ttl", "40", "--zip-count", "200",
                    "--heavy", "0.2", "--model", str(tiny_onnx)])
     assert r["errors"] == 0, r["error_samples"]
     assert r["requests"] >= 8 and r["latency_s"]["face"]["n"] >= 4
