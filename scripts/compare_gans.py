@@ -218,7 +218,10 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + f"\n\nTrained on: {', '.join(machines) or '-'}."
 
 
-def curve_figure(table: list[dict], path: Path) -> None:
+def curve_figure(table: list[dict], path: Path, budget_kimg: float) -> None:
+    """FID-5k against real images seen, one line per entry, on the whole budget's axis."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     from core.figures import pyplot, save_figure
 
     plt = pyplot()
@@ -231,7 +234,16 @@ def curve_figure(table: list[dict], path: Path) -> None:
                 ax.plot(*pts[-1], marker="x", ms=9, color=line.get_color())
     ax.set_xlabel("real images shown to D (thousands)")
     ax.set_ylabel("FID-5k (lower is better)")
+    # the whole budget from 0 on x, so the first stages sit where they belong instead of filling the plot
+    seen = [r["images_seen"] / 1000 for t in table for r in t["rows"]]
+    ax.set_xlim(0, 1.03 * max([budget_kimg, *seen]))
     ax.set_yscale("log")
+    fids = [r["fid"] for t in table for r in t["rows"] if r.get("fid") is not None]
+    if fids:  # padded so that a labelled tick (1, 2, 3, 5 x 10^k) always falls inside
+        ax.set_ylim(min(fids) / 1.25, max(fids) * 1.25)
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # 300, not 3 x 10^2
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("The report's GAN family at the same budget (x: not stable)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -286,7 +298,7 @@ def report(a: argparse.Namespace, entries: list[Entry]) -> int:
             shutil.copyfile(src, a.docs / f"{t['name']}-evals.csv")
         if failure(a.out / t["name"]):
             shutil.copyfile(a.out / t["name"] / "compare.json", a.docs / f"{t['name']}-failure.json")
-    curve_figure(table, a.docs / "fid.png")
+    curve_figure(table, a.docs / "fid.png", a.kimg)
     grid_figure(a.out, table, a.docs / "grid.png")
     text = markdown(table)
     (a.docs / "table.md").write_text(text + "\n")
