@@ -1,5 +1,5 @@
-"""scripts/compare_gans.py: the report from run folders (its table, figure, grid and the page's block);
-the training itself is trainer.train's, tested there."""
+"""scripts/compare_gans.py --report (scripts/compare_report.py): the table, figure, grid and the
+page's block from run folders; the training itself is trainer.train's, tested there."""
 from __future__ import annotations
 
 import csv
@@ -51,7 +51,7 @@ def test_the_report_fills_the_table_figure_grid_and_page(tmp_path, blobs):
 
 
 def test_an_entrys_speed_is_its_usual_one_not_its_total_with_pauses(tmp_path):
-    from scripts.compare_gans import typical_speed
+    from scripts.compare_report import typical_speed
 
     losses = tmp_path / "losses.csv"
     # 10-step rows at about 48 images/s, and two while the run shared its CPU or was paused
