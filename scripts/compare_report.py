@@ -95,20 +95,21 @@ def curve_figure(table: list[dict], path: Path, budget_kimg: float) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    every = []  # (thousands of images, FID) of all entries, for the axes' limits
     for t in table:
         pts = [(r["images_seen"] / 1000, r["fid"]) for r in t["rows"] if r.get("fid") is not None]
         if pts:
+            every += pts
             line, = ax.plot(*zip(*pts), marker="o", ms=3, label=t["name"])
             if t["verdict"] != "stable":
                 ax.plot(*pts[-1], marker="x", ms=9, color=line.get_color())
     ax.set_xlabel("real images shown to D (thousands)")
     ax.set_ylabel("FID-5k (lower is better)")
     # the whole budget from 0 on x, so the first stages sit where they belong instead of filling the plot
-    seen = [r["images_seen"] / 1000 for t in table for r in t["rows"]]
-    ax.set_xlim(0, 1.03 * max([budget_kimg, *seen]))
+    ax.set_xlim(0, 1.03 * max([budget_kimg, *(x for x, _ in every)]))
     ax.set_yscale("log")
-    fids = [r["fid"] for t in table for r in t["rows"] if r.get("fid") is not None]
-    if fids:  # padded so that a labelled tick (1, 2, 3, 5 x 10^k) always falls inside
+    if every:  # padded so that a labelled tick (1, 2, 3, 5 x 10^k) always falls inside
+        fids = [fid for _, fid in every]
         ax.set_ylim(min(fids) / 1.25, max(fids) * 1.25)
     ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
     ax.yaxis.set_major_formatter(ScalarFormatter())  # 300, not 3 x 10^2
