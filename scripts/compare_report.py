@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -49,19 +50,33 @@ def typical_speed(losses_csv: Path) -> float | None:
     return speeds[len(speeds) // 2] if speeds else None
 
 
-def summary(out: Path, entries: list[Entry]) -> list[dict]:
+def run_facts(run: Path) -> dict:
+    """What the table says of a run folder beside its evaluations: images, seconds, speed, machine."""
+    card = read_json(run / "generator.json")
+    if not card:
+        return {}
+    seen, seconds = int(card.get("images_seen") or 0), card.get("seconds") or 0.0
+    return {"images_seen": seen, "seconds": seconds,
+            "images_per_s": typical_speed(run / "losses.csv") or (seen / seconds if seconds else None),
+            "hardware": card.get("hardware"), "precision": "bf16" if (card.get("speed") or {}).get("bf16") else "fp32"}
+
+
+def summary(out: Path, entries: list[Entry], docs: Path) -> list[dict]:
+    """One dict per entry, from its run folder under `out`, else from what an earlier report kept in
+    `docs` (a clone, or a machine that trained only some entries, keeps every measured row)."""
     table = []
     for e in entries:
         run = out / e.name
-        rows, card = rows_of(run / "evals.csv"), read_json(run / "generator.json")
-        last = rows[-1] if rows else {}
-        seconds = card.get("seconds") or 0.0
+        if run.is_dir():
+            facts, rows, failed = run_facts(run), rows_of(run / "evals.csv"), failure(run)
+        else:
+            facts = read_json(docs / f"{e.name}-run.json")
+            rows, failed = rows_of(docs / f"{e.name}-evals.csv"), read_json(docs / f"{e.name}-failure.json").get("failed")
         table.append({"name": e.name, "recipe": e.recipe, "what": e.what, "rows": rows,
-                      "images_seen": int(card.get("images_seen") or 0), "seconds": seconds,
-                      "images_per_s": typical_speed(run / "losses.csv") or
-                                      ((card.get("images_seen") or 0) / seconds if seconds else None),
-                      "hardware": card.get("hardware"), "precision": "bf16" if (card.get("speed") or {}).get("bf16") else "fp32",
-                      "last": last, "verdict": verdict(rows, failure(run))})
+                      "images_seen": int(facts.get("images_seen") or 0), "seconds": facts.get("seconds") or 0.0,
+                      "images_per_s": facts.get("images_per_s"), "hardware": facts.get("hardware"),
+                      "precision": facts.get("precision", "fp32"), "facts": facts,
+                      "last": rows[-1] if rows else {}, "verdict": verdict(rows, failed or {})})
     return table
 
 
@@ -121,8 +136,9 @@ def curve_figure(table: list[dict], path: Path, budget_kimg: float) -> None:
     save_figure(fig, path, make_parents=True)
 
 
-def grid_figure(out: Path, table: list[dict], path: Path) -> None:
-    """One row per entry, seeds 0-7 (a conditional entry: each seed's own class), labelled."""
+def grid_figure(out: Path, docs: Path, table: list[dict], path: Path) -> None:
+    """One row per entry, seeds 0-7 (a conditional entry: each seed's own class), labelled; an entry
+    without weights under `out` takes the row an earlier report kept in `docs`."""
     import numpy as np
     import torch
     from PIL import Image, ImageDraw
@@ -133,14 +149,21 @@ def grid_figure(out: Path, table: list[dict], path: Path) -> None:
 
     rows, names = [], []
     for t in table:
-        if not (out / t["name"] / "Generator.pth").is_file():
+        kept = docs / f"{t['name']}-seeds.png"  # this entry's row, kept for clones without its weights
+        if (out / t["name"] / "Generator.pth").is_file():
+            g, card = load_generator(out / t["name"])
+            z = torch.from_numpy(latents(GRID_SEEDS, g.z_dim))
+            y = (torch.from_numpy(seed_classes(GRID_SEEDS, g.z_dim, card.get("class_counts") or [1] * g.n_classes))
+                 if g.n_classes else None)
+            with torch.no_grad():
+                faces = to_uint8(g(z, y).numpy())
+            save_png(Image.fromarray(np.concatenate(list(faces), axis=1)), kept)
+        elif kept.is_file():
+            strip = np.asarray(Image.open(kept).convert("RGB"))
+            faces = np.stack(np.split(strip, len(GRID_SEEDS), axis=1))
+        else:
             continue
-        g, card = load_generator(out / t["name"])
-        z = torch.from_numpy(latents(GRID_SEEDS, g.z_dim))
-        y = (torch.from_numpy(seed_classes(GRID_SEEDS, g.z_dim, card.get("class_counts") or [1] * g.n_classes))
-             if g.n_classes else None)
-        with torch.no_grad():
-            rows.append(to_uint8(g(z, y).numpy()))
+        rows.append(faces)
         names.append(f"{t['name']} ({t['images_seen'] / 1000:.0f}k)")
     if not rows:
         return
@@ -158,7 +181,7 @@ def grid_figure(out: Path, table: list[dict], path: Path) -> None:
 def report(a: argparse.Namespace, entries: list[Entry]) -> int:
     from scripts.doc_blocks import replace_block
 
-    table = summary(a.out, entries)
+    table = summary(a.out, entries, a.docs)
     if not any(t["rows"] for t in table):
         raise UserError(f"no evaluations under {a.out} yet: train first (python -m scripts.compare_gans --data ...)")
     a.docs.mkdir(parents=True, exist_ok=True)
@@ -168,8 +191,10 @@ def report(a: argparse.Namespace, entries: list[Entry]) -> int:
             shutil.copyfile(src, a.docs / f"{t['name']}-evals.csv")
         if failure(a.out / t["name"]):
             shutil.copyfile(a.out / t["name"] / "compare.json", a.docs / f"{t['name']}-failure.json")
+        if run_facts(a.out / t["name"]):
+            (a.docs / f"{t['name']}-run.json").write_text(json.dumps(t["facts"], indent=1) + "\n")
     curve_figure(table, a.docs / "fid.png", a.kimg)
-    grid_figure(a.out, table, a.docs / "grid.png")
+    grid_figure(a.out, a.docs, table, a.docs / "grid.png")
     text = markdown(table)
     (a.docs / "table.md").write_text(text + "\n")
     if a.page.is_file():

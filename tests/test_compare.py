@@ -44,7 +44,13 @@ def test_the_report_fills_the_table_figure_grid_and_page(tmp_path, blobs):
     assert Image.open(docs / "fid.png").size[0] > 0 and Image.open(docs / "grid.png").size[1] >= 64
     assert (docs / "best-evals.csv").is_file() and (docs / "wgan-failure.json").is_file()
     assert (docs / "table.md").read_text().startswith("| entry |")
-    shutil.rmtree(out / "best")  # no weights, no grid: the page links only what exists
+    assert (docs / "best-seeds.png").is_file() and json.loads((docs / "best-run.json").read_text())["images_seen"] > 0
+    shutil.rmtree(out / "best")
+    # a clone without the run folder keeps the row, its speed and its grid row from what the report kept
+    before = (docs / "table.md").read_text()
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
+    assert (docs / "table.md").read_text() == before and Image.open(docs / "grid.png").size[1] >= 64
+    # nothing kept in these docs either: no weights, no grid, and the page links only what exists
     docs2 = tmp_path / "docs" / "other"
     assert compare(["--report", "--out", str(out), "--docs", str(docs2), "--page", str(page), "--only", "wgan"]) == 0
     assert "grid.png" not in page.read_text() and not (docs2 / "grid.png").exists()

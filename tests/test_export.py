@@ -155,9 +155,11 @@ def test_bad_inputs_exit_non_zero_with_one_line(tmp_path, tiny_run, capsys):
     assert not out.exists()
 
 
-def trained_resnet(norm: str = "batch") -> torch.nn.Module:
+def trained_resnet(norm: str = "batch", attention: bool = False) -> torch.nn.Module:
     torch.manual_seed(3)
-    g = resnet.Generator(z_dim=16, width=4, cap=32, norm=norm)
+    g = resnet.Generator(z_dim=16, width=4, cap=32, norm=norm, attention=attention)
+    if attention:
+        g.attn.gamma.data.fill_(0.7)  # trained: the attention branch contributes
     if norm == "none":
         for m in g.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -165,9 +167,34 @@ def trained_resnet(norm: str = "batch") -> torch.nn.Module:
     return as_trained(g)
 
 
-@pytest.mark.parametrize("norm", ["batch", "none"])
-def test_resnet_generator_folds_and_exports_with_parity(tmp_path, norm):
-    g = trained_resnet(norm)
+def test_resnet_upsampling_equals_nearest_interpolation():
+    # The training path repeats pixels with expand/reshape; it must be interpolate's function exactly.
+    x = torch.randn(3, 5, 4, 6, requires_grad=True)
+    ref = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    out = resnet._up(x)
+    assert out.shape == (3, 5, 8, 12) and torch.equal(out, ref)
+    g = torch.randn_like(ref)
+    (grad,) = torch.autograd.grad(out, x, g)
+    (ref_grad,) = torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def test_self_attention_is_sagans_formula():
+    torch.manual_seed(0)
+    a = resnet.SelfAttention(16)
+    a.gamma.data.fill_(0.5)
+    x = torch.randn(2, 16, 8, 8)
+    q = a.theta(x).flatten(2)
+    k = torch.nn.functional.max_pool2d(a.phi(x), 2).flatten(2)
+    v = torch.nn.functional.max_pool2d(a.g(x), 2).flatten(2)
+    beta = torch.softmax(torch.einsum("bci,bcj->bij", q, k), dim=-1)  # query i attends to key j
+    ref = x + 0.5 * a.o(torch.einsum("bcj,bij->bci", v, beta).reshape(2, 8, 8, 8))
+    torch.testing.assert_close(a(x), ref)
+
+
+@pytest.mark.parametrize("norm,attention", [("batch", False), ("none", False), ("batch", True)])
+def test_resnet_generator_folds_and_exports_with_parity(tmp_path, norm, attention):
+    g = trained_resnet(norm, attention)
     folded = assert_folds(g)
     fp32 = ox.to_onnx_fp32(folded, 16)
     ops = {n.op_type for n in fp32.graph.node}
