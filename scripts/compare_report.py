@@ -19,6 +19,7 @@ GRID_SEEDS = range(8)
 FIGURE = "\n\n![FID-5k against real images seen, one line per entry]({docs}/fid.png)"
 GRID = "\n\n![Seeds 0-7 of every entry, one row each]({docs}/grid.png)"
 FILES = "\n\nThe evaluation files of every entry are in [`docs/models/compare/`]({docs}/table.md)."
+FACTS = ("images_seen", "seconds", "images_per_s", "hardware", "precision")  # what NAME-run.json keeps
 COLLAPSE_SHARE = 0.35  # near-duplicates among 1,000 faces: real images about 1 %, collapsed runs 49-75 %
 
 
@@ -67,7 +68,8 @@ def summary(out: Path, entries: list[Entry], docs: Path) -> list[dict]:
     table = []
     for e in entries:
         run = out / e.name
-        if run.is_dir():
+        trained_here = run.is_dir()
+        if trained_here:
             facts, rows, failed = run_facts(run), rows_of(run / "evals.csv"), failure(run)
         else:
             facts = read_json(docs / f"{e.name}-run.json")
@@ -75,7 +77,7 @@ def summary(out: Path, entries: list[Entry], docs: Path) -> list[dict]:
         table.append({"name": e.name, "recipe": e.recipe, "what": e.what, "rows": rows,
                       "images_seen": int(facts.get("images_seen") or 0), "seconds": facts.get("seconds") or 0.0,
                       "images_per_s": facts.get("images_per_s"), "hardware": facts.get("hardware"),
-                      "precision": facts.get("precision", "fp32"), "facts": facts,
+                      "precision": facts.get("precision", "fp32"), "keep_facts": trained_here and bool(facts),
                       "last": rows[-1] if rows else {}, "verdict": verdict(rows, failed or {})})
     return table
 
@@ -191,8 +193,8 @@ def report(a: argparse.Namespace, entries: list[Entry]) -> int:
             shutil.copyfile(src, a.docs / f"{t['name']}-evals.csv")
         if failure(a.out / t["name"]):
             shutil.copyfile(a.out / t["name"] / "compare.json", a.docs / f"{t['name']}-failure.json")
-        if run_facts(a.out / t["name"]):
-            (a.docs / f"{t['name']}-run.json").write_text(json.dumps(t["facts"], indent=1) + "\n")
+        if t["keep_facts"]:
+            (a.docs / f"{t['name']}-run.json").write_text(json.dumps({k: t[k] for k in FACTS}, indent=1) + "\n")
     curve_figure(table, a.docs / "fid.png", a.kimg)
     grid_figure(a.out, a.docs, table, a.docs / "grid.png")
     text = markdown(table)
