@@ -32,7 +32,10 @@ from trainer.step import epoch_permutation, real_batch, train_step
 from trainer.data import class_labels
 
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
-SETTINGS = {"fp32": [], "tf32": [], "bf16": ["--bf16"], "cl": ["--channels-last"], "compile": ["--compile"]}
+# fp32 and tf32 pin the arithmetic: the trainer's default, --precision auto, takes bf16 on CPUs that
+# have it, and a side-by-side would then time bf16 twice.
+SETTINGS = {"fp32": ["--precision", "fp32"], "tf32": ["--precision", "fp32"], "bf16": ["--precision", "bf16"],
+            "cl": ["--channels-last"], "compile": ["--compile"]}
 
 
 @contextlib.contextmanager
@@ -112,7 +115,7 @@ def measure(recipe_name: str, setting: str, extra: list[str], steps: int, device
     per_step = recipe.n_critic * recipe.batch_size
     return {"recipe": recipe_name, "setting": setting + ("" if t.speed_flags["compile"] or "compile" not in setting
                                                          else " (compile failed: eager)"),
-            "batch": recipe.batch_size, "images_per_s": steps * per_step / dt, "ms_per_step": 1000 * dt / steps,
+            "batch": recipe.batch_size, "autocast": "bf16" if t.bf16 else "-", "images_per_s": steps * per_step / dt, "ms_per_step": 1000 * dt / steps,
             "gflop_per_image": gflop_per_image,
             "reads_per_step": len(reads) / steps, "cuda_syncs_per_step": None if cuda_syncs is None else cuda_syncs / steps,
             "hardware": device_name(t.device)}
@@ -135,11 +138,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     images = np.random.RandomState(0).randint(0, 256, (a.images, 64, 64, 3), dtype=np.uint8)
     rows = [measure(r, s, extra, a.steps, a.device, images) for r in a.recipes.split(",") for s in a.settings]
     print(f"{rows[0]['hardware']}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'recipe':12} {'setting':22} {'batch':>5} {'images/s':>10} {'ms/step':>9} {'GFLOP/img':>10} "
+    print(f"{'recipe':12} {'setting':22} {'autocast':>8} {'batch':>5} {'images/s':>10} {'ms/step':>9} {'GFLOP/img':>10} "
           f"{'GFLOP/s':>8} {'reads/step':>11} {'syncs/step':>11}")
     for r in rows:
         syncs = "-" if r["cuda_syncs_per_step"] is None else f"{r['cuda_syncs_per_step']:.1f}"
-        print(f"{r['recipe']:12} {r['setting']:22} {r['batch']:5d} {r['images_per_s']:10.1f} {r['ms_per_step']:9.1f} "
+        print(f"{r['recipe']:12} {r['setting']:22} {r['autocast']:>8} {r['batch']:5d} {r['images_per_s']:10.1f} {r['ms_per_step']:9.1f} "
               f"{r['gflop_per_image']:10.2f} {r['gflop_per_image'] * r['images_per_s']:8.0f} "
               f"{r['reads_per_step']:11.1f} {syncs:>11}")
     return rows

@@ -90,6 +90,11 @@ def _bold(text: str) -> str:
     return text if text == "-" else f"**{text}**"
 
 
+def _arithmetic(t: dict) -> str:
+    # Rows trained in bf16 say so beside their speed: a comparison may span CPUs with and without it.
+    return " (bf16)" if t["images_per_s"] and t["precision"] == "bf16" else ""
+
+
 def markdown(table: list[dict]) -> str:
     head = ("| entry | what | images seen | FID-5k | KID x10^3 | precision / recall | near-duplicates of 1,000 | "
             "images/s | minutes | stable? |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -98,7 +103,7 @@ def markdown(table: list[dict]) -> str:
         last = t["last"]
         lines.append(f"| `{t['name']}` | {t['what']} | {t['images_seen'] / 1000:,.0f}k | {_bold(_f(last.get('fid'), '.2f'))} | "
                      f"{_f(last.get('kid'), '.1f', 1000)} | {_f(last.get('precision'), '.3f')} / {_f(last.get('recall'), '.3f')} | "
-                     f"{_f(last.get('near_duplicates'), '.0f')} | {_f(t['images_per_s'], '.1f')} | "
+                     f"{_f(last.get('near_duplicates'), '.0f')} | {_f(t['images_per_s'], '.1f')}{_arithmetic(t)} | "
                      f"{t['seconds'] / 60:.0f} | {t['verdict']} |")
     machines = sorted({f"{t['hardware']} ({t['precision']})" for t in table if t["hardware"]})
     return "\n".join(lines) + f"\n\nTrained on: {', '.join(machines) or '-'}."

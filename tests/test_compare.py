@@ -65,3 +65,15 @@ def test_an_entrys_speed_is_its_usual_one_not_its_total_with_pauses(tmp_path):
     losses.write_text("step,images_per_s\n" + "".join(f"{10 * (i + 1)},{v}\n" for i, v in enumerate(speeds)))
     assert typical_speed(losses) == 48.0
     assert typical_speed(tmp_path / "none.csv") is None
+
+
+def test_a_row_trained_in_bf16_says_so_beside_its_speed():
+    from scripts.compare_report import markdown
+
+    row = {"name": "a", "what": "x", "images_seen": 100000, "last": {"fid": 90.0}, "seconds": 600,
+           "verdict": "stable", "hardware": "cpu", "images_per_s": 61.7, "precision": "bf16"}
+    table = markdown([row, {**row, "name": "b", "images_per_s": 40.0, "precision": "fp32"},
+                      {**row, "name": "c", "images_per_s": None, "precision": "bf16"}])
+    cells = {line.split("|")[1].strip(): line.split("|")[8].strip() for line in table.splitlines() if line.startswith("| `")}
+    assert cells == {"`a`": "61.7 (bf16)", "`b`": "40.0", "`c`": "-"}
+    assert "Trained on: cpu (bf16), cpu (fp32)." in table

@@ -372,3 +372,15 @@ def test_train_speed_counts_flops_of_every_recipe_with_a_gradient_penalty():
                         "--batch-size", "4", "--g-width", "8", "--d-width", "8"])
     assert [r["recipe"] for r in rows] == ["r3", "wgan-gp"]
     assert all(r["gflop_per_image"] > 0 and r["images_per_s"] > 0 for r in rows)
+
+
+def test_train_speed_fp32_is_fp32_where_auto_would_take_bf16(monkeypatch):
+    """The side-by-side must time two arithmetics, also on a CPU where the trainer's auto takes bf16."""
+    from bench.train_speed import main as train_speed
+    from trainer import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "_step_seconds", lambda *a, **k: 1.0 if a[4] else 2.0)  # bf16 "twice as fast"
+    rows = train_speed(["--recipes", "best", "--settings", "fp32", "bf16", "tf32", "--steps", "1", "--images", "64",
+                        "--device", "cpu", "--batch-size", "4", "--g-width", "8", "--d-width", "8"])
+    assert [(r["setting"], r["autocast"]) for r in rows] == [("fp32", "-"), ("bf16", "bf16"), ("tf32", "-")]
