@@ -247,3 +247,17 @@ def test_the_committed_proxy_is_the_canonical_reference():
     f = proxy.features(faces)
     assert f.shape == (4, FEATURES) and np.isfinite(f).all() and proxy.score(np.concatenate([faces] * 2)) > 1
     assert os.access(ROOT / "metrics" / "stats" / "proxy-anime-faces-64.pt", os.R_OK)
+
+
+def test_a_resumed_auto_run_keeps_the_arithmetic_it_started_with(tmp_path, blobs, monkeypatch):
+    from trainer import precision
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "_step_seconds", lambda *a, **k: 1.0 if a[4] else 2.0)  # bf16 faster at start
+    assert train(["--data", str(blobs), "--out", str(out), *TINY, "--max-steps", "1"]) == 0
+    assert json.loads((out / "generator.json").read_text())["speed"]["bf16"] is True
+    monkeypatch.setattr(precision, "_step_seconds", lambda *a, **k: 4.0 if a[4] else 1.0)  # the probe now says fp32
+    assert train(["--resume", str(out), "--max-steps", "2", "--quiet"]) == 0
+    card = json.loads((out / "generator.json").read_text())
+    assert card["speed"]["bf16"] is True and "kept from the run's start" in card["precision"]

@@ -182,7 +182,7 @@ class RunState:
             "epoch": self.epoch, "batch": self.batch, "step": self.step, "seconds": self.seconds,
             "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
             "seed": self.options.seed, "data": self.data_info, "classes": self.class_names,
-            "options": self.options.saved(),
+            "options": self.options.saved(), "bf16": self.bf16,
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -206,6 +206,15 @@ class RunState:
             torch.cuda.set_rng_state(s["rng_cuda"], self.device)
         self.epoch, self.batch, self.step, self.seconds = s["epoch"], s["batch"], s["step"], s["seconds"]
         self.best_fid = s["best_fid"] if s.get("best_fid") is not None else math.inf
+        # A resumed `auto` run keeps the arithmetic it started with: a new probe may choose the other
+        # one, and the run would no longer continue exactly. Not where this CPU would emulate bf16.
+        from trainer.precision import cpu_has_bf16
+
+        saved = s.get("bf16")
+        if self.options.precision == "auto" and saved is not None and saved != self.bf16 and (
+                not saved or (self.device.type == "cpu" and cpu_has_bf16())):
+            self.bf16 = self.speed_flags["bf16"] = saved
+            self.precision_note = f"{'bf16' if saved else 'fp32'} (auto: kept from the run's start)"
 
     def generator_for_export(self) -> torch.nn.Module:
         """G as it will be shipped: the EMA weights, with BatchNorm statistics measured for them
