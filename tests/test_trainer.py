@@ -19,7 +19,8 @@ from networks.files import load_generator
 from networks.dcgan import Discriminator, Generator
 from trainer.train import main
 
-TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--log-every", "1", "--quiet"]
+# fp32 pinned: on a CPU with bf16, `auto` probes at each start and two runs could differ in arithmetic.
+TINY = ["--precision", "fp32", "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--log-every", "1", "--quiet"]
 
 
 def read_losses(run: Path) -> list[dict]:
