@@ -141,6 +141,14 @@ class _SpectralNormFP32(_SpectralNorm):
             return super().forward(weight.float()).to(weight.dtype)
 
 
+def probability(score: torch.Tensor) -> torch.Tensor:
+    """D's score [B] -> probability [B], in float32 even inside a bf16 autocast region."""
+    # bf16 rounds every probability above 0.998 (a logit above about 6) to exactly 1, where
+    # BCE's gradient is zero: D would stop learning from the fakes it is most wrong about.
+    # float32 keeps them apart up to a logit of about 17.
+    return torch.sigmoid(score.float())
+
+
 def spectral_norm(module: nn.Module) -> nn.Module:
     dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
     parametrize.register_parametrization(module, "weight", _SpectralNormFP32(module.weight, 1, dim, 1e-12))

@@ -17,6 +17,7 @@ from networks.common import (
     apply_norm,
     conditional_key,
     init_dcgan,
+    probability,
     refuse,
     spectral_norm,
 )
@@ -139,9 +140,8 @@ class Discriminator(nn.Module):
                 layers.append(_norm(norm, cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         layers.append(self._conv(width * 8, 1, 4, 2, 0, norm))
-        if sigmoid:
-            layers.append(nn.Sigmoid())
         self.net = nn.Sequential(*layers)
+        self.sigmoid = sigmoid
 
     def initialise(self) -> None:
         self.apply(init_dcgan)
@@ -162,4 +162,5 @@ class Discriminator(nn.Module):
         if onehot is not None:
             planes = onehot.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, planes], dim=1)
-        return self.net(x).reshape(x.shape[0])
+        s = self.net(x).reshape(x.shape[0])
+        return probability(s) if self.sigmoid else s

@@ -29,6 +29,7 @@ from networks.common import (
     ConditionalBatchNorm,
     apply_norm,
     conditional_key,
+    probability,
     refuse,
     spectral_norm,
 )
@@ -247,4 +248,4 @@ class Discriminator(nn.Module):
         onehot = self.classes(y, x.shape[0])
         if onehot is not None:
             s = s + (self.embed(onehot.to(h.dtype)) * h).sum(dim=1)
-        return torch.sigmoid(s) if self.sigmoid else s
+        return probability(s) if self.sigmoid else s

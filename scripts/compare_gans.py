@@ -13,8 +13,8 @@ all entries to 100k real images, then all to 200k, and so on (images shown to D,
 StyleGAN counts kimg), so a comparison stopped at any time holds every entry at about the same
 budget. Each stage ends with an evaluation (FID-5k, KID, precision and recall, near-duplicates).
 Ctrl-C or SIGTERM stops the entry in training after its current step, saved; the same command
-continues it. An entry that stops with NaN or infinite losses is a result: it is recorded
-(compare.json in its folder) and the others go on.
+continues it. An entry that stops with NaN or infinite losses, or with a D saturated for good, is a
+result: it is recorded (compare.json in its folder) and the others go on.
 """
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ ENTRIES = (
     Entry("sngan-attention", "sngan", W16 + ("--attention", "true"), "sngan with self-attention at 32x32 (SAGAN)"),
 )
 BY_NAME = {e.name: e for e in ENTRIES}
+
+
+# How a recipe can fail, and what the trainer's error says then: a result to record, not a crash.
+FAILURES = {"non-finite loss": "non-finite", "D saturated": "D saturated"}
 
 
 def read_json(path: Path) -> dict:
@@ -115,11 +119,13 @@ def train_stage(entry: Entry, run: Path, data: str, target_kimg: float, stage_ki
         raise KeyboardInterrupt
     if rc != 0:
         last = [line for line in log.read_text().splitlines() if line.startswith("error:")][-1:] or [f"exit code {rc}"]
-        if "non-finite" not in last[0]:
+        kind = next((k for k, mark in FAILURES.items() if mark in last[0]), None)
+        if kind is None:
             raise UserError(f"{entry.name}: {last[0].removeprefix('error: ')} (log: {log})")
         (run / "compare.json").write_text(json.dumps(
-            {"failed": {"why": last[0].removeprefix("error: "), "images_seen": images_seen(run)}}, indent=2) + "\n")
-        return f"diverged: {last[0]}"
+            {"failed": {"why": last[0].removeprefix("error: "), "kind": kind, "images_seen": images_seen(run)}},
+            indent=2) + "\n")
+        return f"{kind}: {last[0]}"
     return f"{images_seen(run):,} images"
 
 

@@ -32,7 +32,9 @@ def rows_of(path: Path) -> list[dict]:
 
 def verdict(rows: list[dict], failed: dict) -> str:
     if failed:
-        return f"diverged at {failed.get('images_seen', 0) / 1000:.0f}k (non-finite loss)"
+        kind = failed.get("kind", "non-finite loss")  # files from before "kind" recorded only these
+        at = failed.get("images_seen", 0) / 1000
+        return f"stopped at {at:.1f}k: {kind}" if kind == "D saturated" else f"diverged at {at:.0f}k ({kind})"
     if not rows:
         return "not measured yet"
     last = rows[-1]

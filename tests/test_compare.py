@@ -77,3 +77,31 @@ def test_a_row_trained_in_bf16_says_so_beside_its_speed():
     cells = {line.split("|")[1].strip(): line.split("|")[8].strip() for line in table.splitlines() if line.startswith("| `")}
     assert cells == {"`a`": "61.7 (bf16)", "`b`": "40.0", "`c`": "-"}
     assert "Trained on: cpu (bf16), cpu (fp32)." in table
+
+
+def test_a_recipe_whose_d_saturates_keeps_its_row_with_when_and_how(tmp_path):
+    """The trainer stops such a run with an error; the comparison records it as a result and goes on."""
+    import pytest
+
+    from core.errors import UserError
+    from scripts.compare_gans import BY_NAME, train_stage
+    from scripts.compare_report import verdict
+
+    class Trainer:  # stands in for the training process: what it would write and return
+        stopped, said = 0, "error: D saturated: it gave every real and fake image exactly 1 for 30 steps up to step 40"
+
+        def run(self, cmd, log):
+            (log.parent / "generator.json").write_text(json.dumps({"images_seen": 5120}))
+            log.write_text(f"$ {' '.join(cmd)}\n{self.said}, so ...\n")
+            return 2
+
+    run = tmp_path / "report-dcgan"
+    assert train_stage(BY_NAME["report-dcgan"], run, "faces.zip", 100, 100, "cpu", Trainer(), []).startswith("D saturated")
+    failed = json.loads((run / "compare.json").read_text())["failed"]
+    assert failed["kind"] == "D saturated" and failed["images_seen"] == 5120 and "step 40" in failed["why"]
+    assert verdict([], failed) == "stopped at 5.1k: D saturated"
+    assert verdict([], {"why": "non-finite loss_d", "images_seen": 120000}) == "diverged at 120k (non-finite loss)"
+    other = Trainer()
+    other.said = "error: data set not found: faces.zip"
+    with pytest.raises(UserError, match="data set not found"):  # anything else is the user's to fix, not a result
+        train_stage(BY_NAME["wgan"], tmp_path / "wgan", "faces.zip", 100, 100, "cpu", other, [])

@@ -71,18 +71,42 @@ def _discs(folder, n=48):
     return folder
 
 
-def test_seed_recipe_trains_through_a_saturated_discriminator(tmp_path):
-    """Before the fix this stopped with NaN at step 3 (D saturated to exactly 0/1)."""
+def test_a_run_whose_d_saturates_for_good_stops_saved_with_a_clear_error(tmp_path, capsys):
+    """The report's recipe on flat discs: D says exactly 1 of every image from step 2 on, where the
+    sigmoid's gradient is zero (it never recovers: checked for 36 steps). Before the BCE fix this
+    was NaN at step 3; now the trainer stops after three such reads, saved, and says why."""
     from trainer.train import main
 
     out = tmp_path / "seed"
     assert main(["--data", str(_discs(tmp_path / "discs")), "--recipe", "seed-dcgan", "--out", str(out),
                  "--g-width", "32", "--batch-size", "16", "--max-steps", "36", "--log-every", "1", "--quiet",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "error: D saturated: it gave every real and fake image exactly 1 for 3 steps up to step 4" in err
+    assert "--lr 2e-4" in err
     rows = list(csv.DictReader(open(out / "losses.csv")))
-    assert len(rows) == 36
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g", "d_real", "d_fake"))
-    assert max(float(r["d_real"]) for r in rows) > 0.999  # D did saturate on the way
+    assert all(float(r["d_real"]) == float(r["d_fake"]) == 1.0 for r in rows[1:])
+    assert (out / "Generator.pth").is_file() and torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_d_probabilities_stay_below_one_in_bf16(arch):
+    """bf16 rounds sigmoid(8) to exactly 1, where BCE's gradient vanishes; D's sigmoid runs in float32."""
+    from networks import DISCRIMINATORS
+
+    d = DISCRIMINATORS[arch](width=8, norm="none", sigmoid=True)
+    last = d.net[-1] if arch == "dcgan" else d.score
+    with torch.no_grad():  # every image's logit is 8
+        last.bias.fill_(8.0)
+        last.weight.zero_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = d(torch.randn(2, 3, 64, 64))
+        loss = seed_bce(p, 0.0)
+    loss.backward()
+    assert p.dtype == torch.float32 and (p < 1).all() and p[0].item() == pytest.approx(torch.sigmoid(torch.tensor(8.0)).item())
+    assert last.bias.grad.abs().item() > 0.9  # d/dlogit of -log(1 - p) is p: strong, not zero
 
 
 def test_r1_r2_penalty_matches_a_hand_computed_value():

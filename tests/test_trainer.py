@@ -66,7 +66,12 @@ def test_seed_architecture_matches_the_report():
     dconvs = [m for m in d.net if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.stride[0], c.padding[0]) for c in dconvs] == [
         (3, 64, 2, 1), (64, 128, 2, 1), (128, 256, 2, 1), (256, 512, 2, 1), (512, 1, 2, 0)]
-    assert isinstance(d.net[-1], torch.nn.Sigmoid)
+    assert isinstance(d.net[-1], torch.nn.Conv2d) and d.sigmoid  # the report's Sigmoid, applied in forward
+    plain = Discriminator(64, "batch")
+    plain.load_state_dict(d.state_dict())  # the same weights without it
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(d.eval()(x), torch.sigmoid(plain.eval()(x)))
     r = get_recipe("seed-dcgan")
     assert (r.lr_g, r.lr_d, r.beta1, r.beta2, r.batch_size) == (2e-3, 2e-3, 0.5, 0.999, 128)
     assert r.loss_params == {"real_label": (0.7, 1.12), "fake_label": (0.0, 0.3)}

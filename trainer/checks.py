@@ -50,6 +50,21 @@ class EarlyChecks:
         return None
 
 
+SATURATED_READS = 3  # loss reads in a row (--log-every steps each) before a saturated D stops the run
+
+
+def saturated(probabilities: bool, means: dict) -> float | None:
+    """The value (0.0 or 1.0) D gave every real and every fake image since the last read, or None.
+
+    Only for a D that ends in a sigmoid: exactly 0 or 1 everywhere means the sigmoid's gradient is
+    zero for every image, so neither network learns; such a run stays where it is for good.
+    """
+    if not probabilities:
+        return None
+    real, fake = means.get("d_real"), means.get("d_fake")
+    return real if real == fake and real in (0.0, 1.0) else None
+
+
 def load_proxy(path: str | Path | None, device: torch.device):
     """metrics/proxy.py's file, or None."""
     if not path:

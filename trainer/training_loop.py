@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from networks.files import load_torch, save_json, save_torch
-from trainer.checks import EarlyChecks, load_proxy
+from trainer.checks import SATURATED_READS, EarlyChecks, load_proxy, saturated
 from trainer.evaluation import measure
 from trainer.run_files import EvalLog, LossLog, parameter_count, run_card, write_outputs
 from trainer.run_state import STATS, RunState, TrainingError
@@ -42,6 +42,8 @@ class TrainingLoop:
         self.checks = (EarlyChecks(load_proxy(run.options.proxy, run.device)) if run.options.early_checks else None)
         self.fell_back = False
         self.eval_s = 0.0  # how long the last evaluation took: none starts that would end past the time limit
+        self.saturated_reads = 0  # loss reads in a row with D saturated (trainer/checks.py)
+        self.dead: str | None = None  # why the run cannot learn any more
 
     def _read(self, sums: torch.Tensor, n: int) -> dict:
         """The one place values come back from the device: means since the last read, checked finite."""
@@ -57,6 +59,17 @@ class TrainingLoop:
                                 f"Try a lower learning rate, then --resume {self.out}")
         return dict(zip(STATS, means))
 
+    def _check_saturation(self, values: dict) -> None:
+        """Mark a run whose D has said exactly 0 or 1 of every image for SATURATED_READS reads in a
+        row: it stops there, saved (with --early-checks it rolls back instead)."""
+        p = saturated(self.run_state.objective.probabilities, values)
+        self.saturated_reads = self.saturated_reads + 1 if p is not None else 0
+        if self.saturated_reads >= SATURATED_READS:
+            self.dead = (f"D saturated: it gave every real and fake image exactly {p:g} for "
+                         f"{SATURATED_READS * self.run_state.options.log_every} steps up to step {self.run_state.step}")
+            if self.checks:
+                raise Rollback(self.dead)
+
     def log_row(self, images_per_s: float) -> dict:
         run = self.run_state
         row = {"step": run.step, "epoch": round(run.epochs_done, 4), **self._read(run.sums, run.n_sums),
@@ -64,6 +77,7 @@ class TrainingLoop:
         run.n_sums = 0
         if run.is_main:
             self.losses.append(row)
+        self._check_saturation(row)
         return row
 
     def _log_epoch(self, seconds: float) -> None:
@@ -94,6 +108,8 @@ class TrainingLoop:
         least SAVE_MARGIN_S) for the save that ends it."""
         run, o = self.run_state, self.run_state.options
         deadline = o.deadline()
+        if self.dead:
+            return "D's saturation"
         if run.interrupted:
             return signal.Signals(run.interrupted).name
         if deadline and time.time() >= deadline - max(SAVE_MARGIN_S, 2 * self.save_s):
@@ -122,6 +138,7 @@ class TrainingLoop:
         run.sums.zero_()
         run.epoch_sums.zero_()
         run.n_sums = run.n_epoch = 0
+        self.saturated_reads, self.dead = 0, None
         self.fell_back = True
         log.warning("early check failed (%s): rolled back to step %d; training on at half the learning rates "
                     "(G %g, D %g)", why, run.step, lr_g, lr_d)
@@ -191,6 +208,10 @@ class TrainingLoop:
         if (evaluating and run.step > evaluated_at and stop in (None, "done")
                 and not (deadline and time.time() + self.eval_s >= deadline)):
             self.evaluate_and_keep_best()  # the run's last weights are measured too: they are what it ships
+        if self.dead:
+            raise TrainingError(f"{self.dead}, so the sigmoid's gradient is zero and neither network can learn "
+                                f"any more; stopped at step {run.step}, saved in {self.out}. Try a lower learning "
+                                f"rate (--lr 2e-4) in a new run")
         if run.is_main and stop not in (None, "done"):
             log.info("stopped by %s at step %d: checkpoint and Generator.pth saved; continue with the same "
                      "command, or: python -m trainer.train --resume %s", stop, run.step, self.out)
