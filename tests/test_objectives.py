@@ -91,6 +91,15 @@ def test_a_run_whose_d_saturates_for_good_stops_saved_with_a_clear_error(tmp_pat
     assert (out / "Generator.pth").is_file() and torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
+def test_saturation_means_exactly_zero_or_one_from_a_d_that_gives_probabilities():
+    from trainer.checks import saturated
+
+    assert saturated(True, {"d_real": 1.0, "d_fake": 1.0}) == "every real and fake image exactly 1"
+    assert saturated(True, {"d_real": 1.0, "d_fake": 0.0}) == "every real image exactly 1 and every fake exactly 0"
+    assert saturated(True, {"d_real": 0.9999999, "d_fake": 1.0}) is None  # one image still has a gradient
+    assert saturated(False, {"d_real": 1.0, "d_fake": 1.0}) is None  # hinge scores: 1.0 is just a score
+
+
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
 def test_d_probabilities_stay_below_one_in_bf16(arch):
     """bf16 rounds sigmoid(8) to exactly 1, where BCE's gradient vanishes; D's sigmoid runs in float32."""

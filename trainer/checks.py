@@ -53,8 +53,8 @@ class EarlyChecks:
 SATURATED_READS = 3  # loss reads in a row (--log-every steps each) before a saturated D stops the run
 
 
-def saturated(probabilities: bool, means: dict) -> float | None:
-    """The value (0.0 or 1.0) D gave every real and every fake image since the last read, or None.
+def saturated(probabilities: bool, means: dict) -> str | None:
+    """What D gave every image since the last read when that was exactly 0 or 1, else None.
 
     Only for a D that ends in a sigmoid: exactly 0 or 1 everywhere means the sigmoid's gradient is
     zero for every image, so neither network learns; such a run stays where it is for good.
@@ -62,7 +62,10 @@ def saturated(probabilities: bool, means: dict) -> float | None:
     if not probabilities:
         return None
     real, fake = means.get("d_real"), means.get("d_fake")
-    return real if real == fake and real in (0.0, 1.0) else None
+    if real not in (0.0, 1.0) or fake not in (0.0, 1.0):
+        return None
+    return f"every real and fake image exactly {real:g}" if real == fake else \
+        f"every real image exactly {real:g} and every fake exactly {fake:g}"
 
 
 def load_proxy(path: str | Path | None, device: torch.device):

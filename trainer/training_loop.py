@@ -65,8 +65,8 @@ class TrainingLoop:
         p = saturated(self.run_state.objective.probabilities, values)
         self.saturated_reads = self.saturated_reads + 1 if p is not None else 0
         if self.saturated_reads >= SATURATED_READS:
-            self.dead = (f"D saturated: it gave every real and fake image exactly {p:g} for "
-                         f"{SATURATED_READS * self.run_state.options.log_every} steps up to step {self.run_state.step}")
+            self.dead = (f"D saturated: it gave {p} for {SATURATED_READS * self.run_state.options.log_every} "
+                         f"steps up to step {self.run_state.step}")
             if self.checks:
                 raise Rollback(self.dead)
 
