@@ -34,6 +34,8 @@ class Rollback(Exception):
 
 
 class TrainingLoop:
+    dead: str | None = None  # why the run cannot learn any more (a saturated D), once it is known
+
     def __init__(self, run: RunState, out: Path, plot: bool = True):
         self.run_state, self.out = run, out
         self.plot = plot        # the loss plot (matplotlib's first import can take 20 s on a fresh machine)
@@ -43,7 +45,6 @@ class TrainingLoop:
         self.fell_back = False
         self.eval_s = 0.0  # how long the last evaluation took: none starts that would end past the time limit
         self.saturated_reads = 0  # loss reads in a row with D saturated (trainer/checks.py)
-        self.dead: str | None = None  # why the run cannot learn any more
 
     def _read(self, sums: torch.Tensor, n: int) -> dict:
         """The one place values come back from the device: means since the last read, checked finite."""
