@@ -261,3 +261,29 @@ def test_a_resumed_auto_run_keeps_the_arithmetic_it_started_with(tmp_path, blobs
     assert train(["--resume", str(out), "--max-steps", "2", "--quiet"]) == 0
     card = json.loads((out / "generator.json").read_text())
     assert card["speed"]["bf16"] is True and "kept from the run's start" in card["precision"]
+
+
+def test_a_saturated_d_stops_the_run_after_three_reads_in_a_row_or_rolls_back_with_checks():
+    from types import SimpleNamespace
+
+    from trainer.training_loop import Rollback, TrainingLoop
+
+    def loop(checks):
+        lp = TrainingLoop.__new__(TrainingLoop)
+        lp.run_state = SimpleNamespace(objective=SimpleNamespace(probabilities=True), step=40,
+                                       options=SimpleNamespace(log_every=10))
+        lp.saturated_reads, lp.checks = 0, checks
+        return lp
+
+    stuck, alive = {"d_real": 1.0, "d_fake": 1.0}, {"d_real": 0.97, "d_fake": 1.0}
+    plain = loop(None)
+    for values in (stuck, stuck, alive, stuck, stuck):  # a read with any gradient starts the count again
+        plain._check_saturation(values)
+    assert plain.dead is None
+    plain._check_saturation(stuck)
+    assert plain.dead == "D saturated: it gave every real and fake image exactly 1 for 30 steps up to step 40"
+    checked = loop(object())
+    checked._check_saturation(stuck)
+    checked._check_saturation(stuck)
+    with pytest.raises(Rollback, match="D saturated"):
+        checked._check_saturation(stuck)
