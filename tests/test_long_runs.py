@@ -178,6 +178,26 @@ def test_precision_auto_takes_bf16_only_where_it_is_faster(monkeypatch):
     assert all(torch.equal(v, g.state_dict()[k]) for k, v in before.items())  # the probe changed nothing
 
 
+def test_a_busy_spell_during_the_probe_does_not_turn_bf16_down(monkeypatch):
+    """Another job slows four steps in the middle of the probe to half speed: bf16 is still twice as fast.
+    (The old probe, all fp32 steps and then all bf16 steps, measured 0.84x in such a spell and took fp32.)"""
+    from networks.dcgan import Discriminator, Generator
+    from trainer import precision
+
+    calls = []
+
+    def step(*a, **k):
+        calls.append(a[4])
+        busy = 3 <= len(calls) <= 6
+        return (1.0 if a[4] else 2.0) * (2.0 if busy else 1.0)
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "_step_seconds", step)
+    bf16, why = precision.choose("auto", torch.device("cpu"), Generator(16, 8), Discriminator(8), 8)
+    assert bf16 and "2.00x faster" in why
+    assert calls.count(True) == calls.count(False) == precision.PROBE_ROUNDS + 1
+
+
 def test_bf16_on_the_cpu_trains_and_records_it(tmp_path, blobs):
     out = tmp_path / "run"
     assert train(["--data", str(blobs), "--out", str(out), *TINY, "--max-steps", "2", "--precision", "bf16"]) == 0
