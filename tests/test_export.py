@@ -124,6 +124,9 @@ def test_metadata_round_trips(tmp_path, tiny_run):
     assert meta["z_dim"] == "100" and meta["output_range"] == "-1,1"
     assert json.loads(meta["architecture"]) == card["arch"]
     assert meta["recipe"] == "seed-dcgan" and meta["steps"] == "3" and meta["model_card"] == "hello"
+    # The About tab shows this: the recipe's own text, then what this run trained with instead.
+    assert meta["recipe_description"] == (RECIPES["seed-dcgan"].description + " Changed in this run: g_width 8 "
+                                          "(recipe: 128), d_width 8 (recipe: 64), batch_size 16 (recipe: 128).")
     assert meta["latent_rule"].startswith("numpy RandomState(seed).randn(z_dim)")
     assert json.loads(meta["fid"]) == {"fid": 12.5, "protocol": "FID-5k", "floor": 3.75}
     assert len(json.loads(meta["parity"])) >= 3 and meta["exporter"].startswith("anime-gan export")

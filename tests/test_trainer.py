@@ -14,7 +14,7 @@ from core.attributes import HAIR_CLASSES
 from core.seeds import latents
 from tests.conftest import ROOT, fresh_cache
 from trainer import objectives
-from trainer.config import RECIPES, get_recipe
+from trainer.config import RECIPES, describe, get_recipe, recipe_changes
 from networks.files import load_generator
 from networks.dcgan import Discriminator, Generator
 from trainer.train import main
@@ -390,3 +390,16 @@ def test_train_speed_fp32_is_fp32_where_auto_would_take_bf16(monkeypatch):
     rows = train_speed(["--recipes", "best", "--settings", "fp32", "bf16", "tf32", "--steps", "1", "--images", "64",
                         "--device", "cpu", "--batch-size", "4", "--g-width", "8", "--d-width", "8"])
     assert [(r["setting"], r["autocast"]) for r in rows] == [("fp32", "-"), ("bf16", "bf16"), ("tf32", "-")]
+
+
+def test_a_run_that_changed_its_recipe_says_what_it_changed():
+    r = get_recipe("seed-dcgan", lr_g=2e-4, lr_d=2e-4).to_dict()
+    assert recipe_changes(r) == {"lr_g": (2e-3, 2e-4), "lr_d": (2e-3, 2e-4)}
+    assert describe(r).endswith("Changed in this run: lr_g 0.0002 (recipe: 0.002), lr_d 0.0002 (recipe: 0.002).")
+    r["loss_params"] = {"real_label": [0.7, 1.0], "fake_label": [0.0, 0.3]}  # as a JSON card holds it
+    assert recipe_changes(r)["loss_params.real_label"] == ((0.7, 1.12), (0.7, 1.0))
+    plain = RECIPES["best"].to_dict()
+    assert recipe_changes(plain) == {} and describe(plain) == RECIPES["best"].description
+    plain["ema_kimg"] = RECIPES["best"].ema_kimg * 1.0001  # an older file's converted half-life: no change
+    assert recipe_changes(plain) == {}
+    assert describe({"name": "distill", "description": "a student"}) == "a student"  # no named recipe to compare

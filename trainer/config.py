@@ -10,6 +10,7 @@ declares them in trainer/objectives.py).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from core.errors import UserError
@@ -209,6 +210,41 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(RECIPES[name], **overrides)
+
+
+_NOT_SETTINGS = ("name", "description", "source")
+
+
+def recipe_changes(recipe: dict) -> dict[str, tuple]:
+    """{setting: (the named recipe's value, this run's)} for each setting a run changed from the recipe
+    it is named after (`--lr 2e-4` on seed-dcgan: lr_g and lr_d); {} for a name not in RECIPES.
+    A loss parameter appears as "loss_params.NAME"."""
+    base = RECIPES.get(str(recipe.get("name", "")))
+    if base is None:
+        return {}
+    mine, theirs = Recipe.from_dict(recipe).to_dict(), base.to_dict()
+    for d in (mine, theirs):
+        d.update({f"loss_params.{k}": tuple(v) if isinstance(v, list) else v for k, v in d.pop("loss_params").items()})
+    return {k: (theirs.get(k), v) for k, v in mine.items() if k not in _NOT_SETTINGS and not _same(theirs.get(k), v)}
+
+
+def _same(a: object, b: object) -> bool:
+    # Files from before EMA half-lives hold a converted half-life (88.678 for 88.7): not a change.
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-3)
+    return a == b
+
+
+def describe(recipe: dict) -> str:
+    """A recipe's description, followed by what the run changed from it, so that a card never states
+    the named recipe's settings for a run that trained with others."""
+    text = str(recipe.get("description", ""))
+    changes = recipe_changes(recipe)
+    if not changes:
+        return text
+    show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    listed = ", ".join(f"{k} {show(new)} (recipe: {show(old)})" for k, (old, new) in changes.items())
+    return f"{text} Changed in this run: {listed}."
 
 
 @dataclass

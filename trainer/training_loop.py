@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from networks.files import load_torch, save_json, save_torch
+from trainer.config import describe
 from trainer.checks import SATURATED_READS, EarlyChecks, load_proxy, saturated
 from trainer.evaluation import measure
 from trainer.run_files import EvalLog, LossLog, parameter_count, run_card, write_outputs
@@ -152,7 +153,7 @@ class TrainingLoop:
 
         run, recipe, o = self.run_state, self.run_state.recipe, self.run_state.options
         if run.is_main:
-            log.info("recipe %s: %s", recipe.name, recipe.description)
+            log.info("recipe %s: %s", recipe.name, describe(recipe.to_dict()))
             log.info("speed settings: %s; %s; G %.2f M parameters, D %.2f M", run.speed_flags, run.precision_note,
                      parameter_count(run.g) / 1e6, parameter_count(run.d) / 1e6)
         self.losses = LossLog(self.out / "losses.csv", run.step) if run.is_main else None
