@@ -24,7 +24,7 @@ from core.files import atomic_write
 from core.ort import open_session, usable_devices
 from core.parity import MEAN_TOLERANCE, TOLERANCE
 from core.seeds import LATENT_RULE, latents, seed_range
-from trainer.config import describe
+from networks.files import recipe_text
 
 EXPORTER_VERSION = "1.0"
 PARITY_SEEDS = seed_range("faces", 256)
@@ -169,7 +169,7 @@ def metadata(card: dict, variant: str, rows: list[dict], fid: dict | None, param
     meta = {
         "z_dim": str(card["arch"]["z_dim"]), "output_range": "-1,1", "output_layout": "NCHW RGB 64x64",
         "architecture": json.dumps(card["arch"]), "recipe": r.get("name", "unknown"),
-        "recipe_description": describe(r), "epochs": str(card.get("epochs") if card.get("epochs") is not None else ""),  # none for a distillation
+        "recipe_description": recipe_text(card), "epochs": str(card.get("epochs") if card.get("epochs") is not None else ""),  # none for a distillation
         "steps": str(card.get("steps", "")), "train_seconds": str(card.get("seconds", "")),
         "hardware": str(card.get("hardware", "")), "weights": str(card.get("weights", "")),
         "dataset": json.dumps(data_record(card.get("dataset", {}))),

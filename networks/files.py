@@ -132,3 +132,16 @@ def load_encoder(run: str | Path) -> tuple[nn.Module, dict]:
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not match the encoder in encoder.json: {shorten(exc, 200)}") from None
     return e.eval(), card
+
+
+def recipe_text(card: dict) -> str:
+    """A run card's recipe description, followed by the settings the run changed from the recipe it
+    is named after (card["recipe_changes"], {setting: [recipe's, run's]}, written by the trainer),
+    so that a card never states the named recipe's settings for a run that trained with others."""
+    text = str(card.get("recipe", {}).get("description", ""))
+    changes = card.get("recipe_changes") or {}
+    if not changes:
+        return text
+    show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    listed = ", ".join(f"{k} {show(new)} (recipe: {show(old)})" for k, (old, new) in changes.items())
+    return f"{text} Changed in this run: {listed}."

@@ -236,15 +236,10 @@ def _same(a: object, b: object) -> bool:
 
 
 def describe(recipe: dict) -> str:
-    """A recipe's description, followed by what the run changed from it, so that a card never states
-    the named recipe's settings for a run that trained with others."""
-    text = str(recipe.get("description", ""))
-    changes = recipe_changes(recipe)
-    if not changes:
-        return text
-    show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-    listed = ", ".join(f"{k} {show(new)} (recipe: {show(old)})" for k, (old, new) in changes.items())
-    return f"{text} Changed in this run: {listed}."
+    """A recipe's description, followed by what the run changed from it (networks.files.recipe_text)."""
+    from networks.files import recipe_text
+
+    return recipe_text({"recipe": recipe, "recipe_changes": recipe_changes(recipe)})
 
 
 @dataclass

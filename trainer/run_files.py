@@ -22,6 +22,7 @@ from core.images import make_grid, save_png, to_uint8
 from core.seeds import LATENT_RULE
 from core.system import cpu_name
 from networks.files import load_torch, save_json, save_torch
+from trainer.config import recipe_changes
 
 LOSS_FIELDS = ["step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "d_acc", "images_per_s"]
 STALE_TEMP_S = 60  # a temporary file this old in a run folder is a leftover of a killed write
@@ -90,6 +91,7 @@ def run_card(run) -> dict:
     and say how it was made."""
     return {
         "arch": run.g.arch(), "recipe": run.recipe.to_dict(), "weights": "ema" if run.ema else "raw",
+        "recipe_changes": recipe_changes(run.recipe.to_dict()),  # what the export's description adds
         "classes": run.class_names, "class_counts": run.class_counts, "dataset": data_record(run.data_info),
         "epochs": round(run.epochs_done, 3), "steps": run.step, "images_seen": run.images_seen,
         "seconds": round(run.seconds, 1), "seed": run.options.seed, "latent_rule": LATENT_RULE,
