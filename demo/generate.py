@@ -41,8 +41,10 @@ from runtime.writers import WRITERS, animation_formats, writer_for
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m demo.generate", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", help="seed list such as 0-999 or 1,5,9-12 (default 0-999)")
+                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # no guessing: "--see 4" must not quietly mean --seeds
+    p.add_argument("--seeds", "--seed", dest="seeds", help="seed list such as 0-999 or 1,5,9-12, or one seed: "
+                                                           "--seed 42 (default 0-999)")
     p.add_argument("--count", type=int, help="number of faces from --start (instead of --seeds), e.g. --count 64")
     p.add_argument("--start", type=int, default=0, help="first seed for --count (default 0)")
     kinds = "; ".join(f"{s if s != '/' else 'folder/'}: {w.what}" for s, w in WRITERS.items())
@@ -80,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def pick_seeds(a: argparse.Namespace) -> list[int]:
     if a.seeds is not None and a.count is not None:
-        raise UserError("use either --seeds or --count/--start, not both")
+        raise UserError("use either --seeds (--seed) or --count/--start, not both")
     if a.count is not None:
         count = in_range(a.count, "--count", 1, LIMITS.cli_faces)
         start = check_seed(a.start, "--start")

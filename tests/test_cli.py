@@ -21,6 +21,9 @@ def test_cli_products(tmp_path, tiny_onnx, capsys):
     assert Image.open(tmp_path / "g.png").size == (3 * 66 + 2, 2 * 66 + 2)
     assert cli([*m, "--seeds", "42", "--out", str(tmp_path / "f.png"), "--upscale", "4"]) == 0
     assert Image.open(tmp_path / "f.png").size == (256, 256)
+    # --seed is another name for --seeds: seed 42 is the same face either way.
+    assert cli([*m, "--seed", "42", "--out", str(tmp_path / "f42.png"), "--upscale", "4"]) == 0
+    assert (tmp_path / "f42.png").read_bytes() == (tmp_path / "f.png").read_bytes()
     assert cli([*m, "--morph", "3,7", "--frames", "4", "--out", str(tmp_path / "m.gif")]) == 0
     with Image.open(tmp_path / "m.gif") as im:
         assert im.n_frames == 5 and im.size == (256, 256)  # morphs at 256 px by default, as in the app
@@ -54,6 +57,7 @@ def test_cli_models_by_name(tiny_models, monkeypatch, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--seeds", "x"], "whole number"), (["--seeds", "9-1"], "backwards"), (["--seeds", "99999999999"], "from 0 to"),
     (["--seeds", ""], "--seeds is empty"), (["--count", "0"], "--count"), (["--seeds", "1", "--count", "3"], "either"),
+    (["--seed", "1", "--count", "3"], "either"),
     (["--count", "2", "--start", "4294967295"], "would pass"), (["--psi", "0"], "psi"), (["--psi", "nan"], "psi"),
     (["--morph", "3,7", "--frames", "1"], "--frames"), (["--grid", "axb"], "--grid"), (["--grid", "0x0"], "rows"),
     (["--grid", "17x2"], "rows must be from 1 to 16"), (["--morph", "3"], "two seeds"),
@@ -77,6 +81,13 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_onnx, capsys, m
     assert err.startswith("error:") and message in err and err.count("\n") == 1, err
     assert len(err) < 300  # a short line, whatever was typed
     assert list(tmp_path.iterdir()) == [] and loads == []  # refused before the model was even loaded
+
+
+def test_cli_takes_no_abbreviations(tiny_onnx, capsys):
+    # argparse would read "--see 1" as --seeds 1; a flag must be typed whole (--seed is a real alias).
+    with pytest.raises(SystemExit) as e:
+        cli(["--model", str(tiny_onnx), "--see", "1"])
+    assert e.value.code == 2 and "unrecognized arguments: --see 1" in capsys.readouterr().err
 
 
 def test_cli_error_echo_is_capped(tmp_path, tiny_onnx, capsys, monkeypatch):
