@@ -66,20 +66,25 @@ def run_facts(run: Path) -> dict:
 
 def summary(out: Path, entries: list[Entry], docs: Path) -> list[dict]:
     """One dict per entry, from its run folder under `out`, else from what an earlier report kept in
-    `docs` (a clone, or a machine that trained only some entries, keeps every measured row)."""
+    `docs` (a clone, or a machine that trained only some entries, keeps every measured row). A run
+    folder that has fewer evaluations than the kept ones (an entry started again from zero elsewhere)
+    does not replace them until it catches up; `from_run` says which source a row came from."""
     table = []
     for e in entries:
         run = out / e.name
-        trained_here = run.is_dir()
-        if trained_here:
-            facts, rows, failed = run_facts(run), rows_of(run / "evals.csv"), failure(run)
+        rows, failed = rows_of(run / "evals.csv"), failure(run)
+        kept = rows_of(docs / f"{e.name}-evals.csv")
+        from_run = run.is_dir() and (bool(failed) or len(rows) >= len(kept))
+        if from_run:
+            facts = run_facts(run)
         else:
-            facts = read_json(docs / f"{e.name}-run.json")
-            rows, failed = rows_of(docs / f"{e.name}-evals.csv"), read_json(docs / f"{e.name}-failure.json").get("failed")
+            facts, rows = read_json(docs / f"{e.name}-run.json"), kept
+            failed = read_json(docs / f"{e.name}-failure.json").get("failed")
         table.append({"name": e.name, "recipe": e.recipe, "what": e.what, "rows": rows,
                       "images_seen": int(facts.get("images_seen") or 0), "seconds": facts.get("seconds") or 0.0,
                       "images_per_s": facts.get("images_per_s"), "hardware": facts.get("hardware"),
-                      "precision": facts.get("precision", "fp32"), "keep_facts": trained_here and bool(facts),
+                      "precision": facts.get("precision", "fp32"), "from_run": from_run,
+                      "keep_facts": from_run and bool(facts),
                       "last": rows[-1] if rows else {}, "verdict": verdict(rows, failed or {})})
     return table
 
@@ -159,7 +164,7 @@ def grid_figure(out: Path, docs: Path, table: list[dict], path: Path) -> None:
     rows, names = [], []
     for t in table:
         kept = docs / f"{t['name']}-seeds.png"  # this entry's row, kept for clones without its weights
-        if (out / t["name"] / "Generator.pth").is_file():
+        if t["from_run"] and (out / t["name"] / "Generator.pth").is_file():
             g, card = load_generator(out / t["name"])
             z = torch.from_numpy(latents(GRID_SEEDS, g.z_dim))
             y = (torch.from_numpy(seed_classes(GRID_SEEDS, g.z_dim, card.get("class_counts") or [1] * g.n_classes))
@@ -195,6 +200,8 @@ def report(a: argparse.Namespace, entries: list[Entry]) -> int:
         raise UserError(f"no evaluations under {a.out} yet: train first (python -m scripts.compare_gans --data ...)")
     a.docs.mkdir(parents=True, exist_ok=True)
     for t in table:
+        if not t["from_run"]:
+            continue
         src = a.out / t["name"] / "evals.csv"
         if src.is_file():
             shutil.copyfile(src, a.docs / f"{t['name']}-evals.csv")

@@ -9,6 +9,7 @@ import shutil
 from PIL import Image
 
 from scripts.compare_gans import main as compare
+from scripts.compare_report import rows_of
 from trainer.train import main as train
 
 TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--quiet"]
@@ -50,6 +51,22 @@ def test_the_report_fills_the_table_figure_grid_and_page(tmp_path, blobs):
     before = (docs / "table.md").read_text()
     assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
     assert (docs / "table.md").read_text() == before and Image.open(docs / "grid.png").size[1] >= 64
+    # an entry started again from zero (a new machine) keeps the kept row until it has as many evaluations
+    assert train(["--data", str(blobs), "--recipe", "best", "--out", str(out / "best"), "--max-steps", "1", *TINY]) == 0
+    strip = (docs / "best-seeds.png").read_bytes()
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
+    assert (docs / "table.md").read_text() == before and (docs / "best-seeds.png").read_bytes() == strip
+    write_evals(out / "best", [{"step": 1, "images_seen": 100000, "seconds": 40, "fid": 70.0, "kid": 0.05,
+                                "precision": 0.5, "recall": 0.2, "near_duplicates": 10}])
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
+    assert "**60.00**" in (docs / "table.md").read_text() and len(rows_of(docs / "best-evals.csv")) == 2  # 1 < 2 kept
+    write_evals(out / "best", [{"step": 1, "images_seen": 100000, "seconds": 40, "fid": 70.0, "kid": 0.05,
+                                "precision": 0.5, "recall": 0.2, "near_duplicates": 10},
+                               {"step": 2, "images_seen": 200000, "seconds": 80, "fid": 55.0, "kid": 0.03,
+                                "precision": 0.6, "recall": 0.3, "near_duplicates": 9}])
+    assert compare(["--report", "--out", str(out), "--docs", str(docs), "--page", str(page), "--only", "best,wgan"]) == 0
+    assert "**55.00**" in (docs / "table.md").read_text() and rows_of(docs / "best-evals.csv")[-1]["fid"] == 55.0
+    assert (docs / "best-seeds.png").read_bytes() != strip  # caught up: the new run's faces
     # nothing kept in these docs either: no weights, no grid, and the page links only what exists
     docs2 = tmp_path / "docs" / "other"
     assert compare(["--report", "--out", str(out), "--docs", str(docs2), "--page", str(page), "--only", "wgan"]) == 0
