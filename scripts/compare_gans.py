@@ -2,6 +2,7 @@
 
     python -m scripts.compare_gans --data faces.zip                      # train; run it again to continue
     python -m scripts.compare_gans --data faces.zip --kimg 500 --stage-kimg 100 --only wgan,wgan-gp
+    python -m scripts.compare_gans --status                              # where each entry stands, time left
     python -m scripts.compare_gans --report                              # figure, table, grid, evaluations
     python -m scripts.compare_gans --list                                # the entries
 
@@ -152,6 +153,33 @@ def train_all(a: argparse.Namespace, entries: list[Entry]) -> int:
     return 0
 
 
+def status(a: argparse.Namespace, entries: list[Entry]) -> int:
+    """One line per entry: images seen of the budget, its last evaluation, its usual speed, and the
+    hours of training it has left at that speed (evaluations come on top, a few minutes each)."""
+    from scripts.compare_report import rows_of, typical_speed
+
+    left_s, unknown = 0.0, []
+    for e in entries:
+        run = a.out / e.name
+        seen, rows, failed = images_seen(run), rows_of(run / "evals.csv"), failure(run)
+        speed = typical_speed(run / "losses.csv")
+        last = f"FID-5k {rows[-1]['fid']:.2f} at {rows[-1]['images_seen'] / 1000:.0f}k" if rows else "no evaluation yet"
+        if failed:
+            left = f"stopped for good: {failed.get('kind', 'failed')} at {failed.get('images_seen', 0) / 1000:.0f}k"
+        elif seen >= a.kimg * 1000:
+            left = "done"
+        elif speed:
+            left_s += (a.kimg * 1000 - seen) / speed
+            left = f"{speed:.0f} images/s, {(a.kimg * 1000 - seen) / speed / 3600:.1f} h left"
+        else:
+            unknown.append(e.name)
+            left = "not started" if not run.is_dir() else "no speed logged yet"
+        print(f"{e.name:16} {seen / 1000:6.0f}k of {a.kimg:g}k  {last:28} {left}")
+    more = f" (and {', '.join(unknown)}, not timed yet)" if unknown else ""
+    print(f"training left: about {left_s / 3600:.1f} h at each entry's own speed{more}, plus the evaluations")
+    return 0
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.compare_gans", description=__doc__,
@@ -167,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=Path, default=DOCS, help=f"where --report writes (default {DOCS.relative_to(ROOT)})")
     p.add_argument("--page", type=Path, default=PAGE, help="the page whose 'compare' block gets the table")
     p.add_argument("--list", action="store_true", help="list the entries and exit")
+    p.add_argument("--status", action="store_true", help="where each entry stands under --out, and the hours left")
     a, a.extra = p.parse_known_args(argv)
     names = a.only.split(",") if a.only else list(BY_NAME)
     unknown = [n for n in names if n not in BY_NAME]
@@ -177,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         for e in entries:
             print(f"{e.name:16} {' '.join(('--recipe', e.recipe) + e.flags):60} {e.what}")
         return 0
+    if a.status:
+        return status(a, entries)
     if a.report:
         from scripts.compare_report import report
 
         return report(a, entries)
     if not a.data:
-        p.error("--data is required to train (or --report, --list)")
+        p.error("--data is required to train (or --report, --status, --list)")
     if a.kimg <= 0 or a.stage_kimg <= 0:
         p.error("--kimg and --stage-kimg must be positive")
     return train_all(a, entries)

@@ -122,3 +122,20 @@ def test_a_recipe_whose_d_saturates_keeps_its_row_with_when_and_how(tmp_path):
     other.said = "error: data set not found: faces.zip"
     with pytest.raises(UserError, match="data set not found"):  # anything else is the user's to fix, not a result
         train_stage(BY_NAME["wgan"], tmp_path / "wgan", "faces.zip", 100, 100, "cpu", other, [])
+
+
+def test_status_says_where_each_entry_stands_and_the_hours_left(tmp_path, capsys):
+    out = tmp_path / "runs"
+    write_evals(out / "best", [{"step": 1, "images_seen": 100000, "seconds": 60, "fid": 80.0, "kid": 0.05,
+                                "precision": 0.5, "recall": 0.2, "near_duplicates": 10}])
+    (out / "best" / "generator.json").write_text(json.dumps({"images_seen": 140000}))
+    (out / "best" / "losses.csv").write_text("step,images_per_s\n10,50.0\n20,2.0\n30,50.0\n")
+    (out / "wgan").mkdir()
+    (out / "wgan" / "compare.json").write_text(json.dumps({"failed": {"kind": "non-finite loss", "images_seen": 120000}}))
+    assert compare(["--status", "--out", str(out), "--kimg", "500", "--only", "best,wgan,sngan"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "140k of 500k" in lines["best"] and "FID-5k 80.00 at 100k" in lines["best"]
+    assert "50 images/s, 2.0 h left" in lines["best"]  # 360,000 images at its usual 50 images/s
+    assert "stopped for good: non-finite loss at 120k" in lines["wgan"]
+    assert "not started" in lines["sngan"]
+    assert "about 2.0 h" in lines["training"] and "sngan, not timed yet" in lines["training"]
