@@ -108,10 +108,13 @@ def markdown(table: list[dict]) -> str:
     lines = [head]
     for t in sorted(table, key=lambda t: (t["last"].get("fid") is None, t["last"].get("fid") or 0)):
         last = t["last"]
-        lines.append(f"| `{t['name']}` | {t['what']} | {t['images_seen'] / 1000:,.0f}k | {_bold(_f(last.get('fid'), '.2f'))} | "
+        # the row speaks of its last evaluation: a run that trained on since then (stopped mid-stage)
+        # shows the images and minutes of that evaluation, not its FID beside later images
+        seen, seconds = last.get("images_seen") or t["images_seen"], last.get("seconds") or t["seconds"]
+        lines.append(f"| `{t['name']}` | {t['what']} | {seen / 1000:,.0f}k | {_bold(_f(last.get('fid'), '.2f'))} | "
                      f"{_f(last.get('kid'), '.1f', 1000)} | {_f(last.get('precision'), '.3f')} / {_f(last.get('recall'), '.3f')} | "
                      f"{_f(last.get('near_duplicates'), '.0f')} | {_f(t['images_per_s'], '.1f')}{_arithmetic(t)} | "
-                     f"{t['seconds'] / 60:.0f} | {t['verdict']} |")
+                     f"{seconds / 60:.0f} | {t['verdict']} |")
     machines = sorted({f"{t['hardware']} ({t['precision']})" for t in table if t["hardware"]})
     return "\n".join(lines) + f"\n\nTrained on: {', '.join(machines) or '-'}."
 

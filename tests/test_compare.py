@@ -93,6 +93,10 @@ def test_a_row_trained_in_bf16_says_so_beside_its_speed():
                       {**row, "name": "c", "images_per_s": None, "precision": "bf16"}])
     cells = {line.split("|")[1].strip(): line.split("|")[8].strip() for line in table.splitlines() if line.startswith("| `")}
     assert cells == {"`a`": "61.7 (bf16)", "`b`": "40.0", "`c`": "-"}
+    # a run that trained on after its last evaluation: the row gives that evaluation's images and minutes
+    later = markdown([{**row, "images_seen": 111000, "seconds": 900, "last": {"fid": 90.0, "images_seen": 100000,
+                                                                            "seconds": 600}}])
+    assert "| 100k | **90.00** |" in later and "| 10 | stable |" in later
     assert "Trained on: cpu (bf16), cpu (fp32)." in table
 
 
