@@ -169,8 +169,9 @@ def status(a: argparse.Namespace, entries: list[Entry]) -> int:
         elif seen >= a.kimg * 1000:
             left = "done"
         elif speed:
-            left_s += (a.kimg * 1000 - seen) / speed
-            left = f"{speed:.0f} images/s, {(a.kimg * 1000 - seen) / speed / 3600:.1f} h left"
+            entry_s = (a.kimg * 1000 - seen) / speed
+            left_s += entry_s
+            left = f"{speed:.0f} images/s, {entry_s / 3600:.1f} h left"
         else:
             unknown.append(e.name)
             left = "not started" if not run.is_dir() else "no speed logged yet"

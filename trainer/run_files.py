@@ -89,9 +89,10 @@ def output_bytes(n_g: int, n_d: int, ema: bool, resume: bool) -> int:
 def run_card(run) -> dict:
     """generator.json of a training run (a trainer.run_state.RunState): everything needed to rebuild G
     and say how it was made."""
+    recipe = run.recipe.to_dict()
     return {
-        "arch": run.g.arch(), "recipe": run.recipe.to_dict(), "weights": "ema" if run.ema else "raw",
-        "recipe_changes": recipe_changes(run.recipe.to_dict()),  # what the export's description adds
+        "arch": run.g.arch(), "recipe": recipe, "weights": "ema" if run.ema else "raw",
+        "recipe_changes": recipe_changes(recipe),  # what the export's description adds
         "classes": run.class_names, "class_counts": run.class_counts, "dataset": data_record(run.data_info),
         "epochs": round(run.epochs_done, 3), "steps": run.step, "images_seen": run.images_seen,
         "seconds": round(run.seconds, 1), "seed": run.options.seed, "latent_rule": LATENT_RULE,
